@@ -56,6 +56,5 @@ data: ## generate the embedded SyncBench data set for PROFILE
 	@echo "make data: not built yet. The SyncBench generator is issue 4; no data was generated." >&2
 	@exit 1
 
-bench: ## run the benchmarks, figures to results/bench/*.json
-	@echo "make bench: not built yet. The first benchmark (decode + features) comes with issue 3." >&2
-	@exit 1
+bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
+	$(BIN)/python bench/retrieval.py
