@@ -58,3 +58,4 @@ data: ## generate the embedded SyncBench data set for PROFILE
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
 	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/model.py

@@ -1,0 +1,44 @@
+"""InfoNCE under torch.distributed (2 processes, gloo): gathering with gradients gives the single-process loss
+and gradient of the whole batch."""
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from vlsa.losses import InfoNCE
+
+B, D, WORLD = 6, 8, 2
+
+
+def embeddings():
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(WORLD * B, D, generator=g), dim=-1)
+    return x, F.normalize(x + 0.5 * torch.randn(WORLD * B, D, generator=g), dim=-1)
+
+
+def worker(rank, init_file, out_dir):
+    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=WORLD)
+    try:
+        x, y = embeddings()
+        x = x[rank * B:(rank + 1) * B].clone().requires_grad_()
+        y = y[rank * B:(rank + 1) * B].clone().requires_grad_()
+        loss = InfoNCE(0.1)(x, y)
+        loss.backward()
+        torch.save({'loss': loss.detach(), 'gx': x.grad, 'gy': y.grad}, os.path.join(out_dir, f'{rank}.pt'))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed is not built in')
+def test_gathered_infonce_equals_the_whole_batch(tmp_path):
+    mp.spawn(worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=WORLD, join=True)
+    parts = [torch.load(tmp_path / f'{r}.pt') for r in range(WORLD)]
+    x, y = (t.clone().requires_grad_() for t in embeddings())
+    loss = InfoNCE(0.1)(x, y)
+    loss.backward()
+    # DDP averages over ranks: the mean of the ranks' losses and of their gradients is the whole-batch one
+    torch.testing.assert_close(torch.stack([p['loss'] for p in parts]).mean(), loss.detach())
+    torch.testing.assert_close(torch.cat([p['gx'] for p in parts]) / WORLD, x.grad)
+    torch.testing.assert_close(torch.cat([p['gy'] for p in parts]) / WORLD, y.grad)
