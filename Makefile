@@ -57,5 +57,6 @@ data: ## generate the embedded SyncBench data set for PROFILE
 	@exit 1
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
+	$(BIN)/python bench/data.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/model.py
