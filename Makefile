@@ -52,9 +52,10 @@ reproduce: ## regenerate every table and figure in results/ (PROFILE=cpu|gpu)
 	@echo "the training engine (issue 7) and retrieval (issue 6); nothing in results/ was regenerated." >&2
 	@exit 1
 
-data: ## generate the embedded SyncBench data set for PROFILE
-	@echo "make data: not built yet. The SyncBench generator is issue 4; no data was generated." >&2
-	@exit 1
+data: data/syncbench/$(PROFILE)/manifest.jsonl ## generate the embedded SyncBench data set for PROFILE (cpu: minutes)
+
+data/syncbench/%/manifest.jsonl: | $(STAMP)
+	$(BIN)/vlsa synth --profile $* --out data/syncbench/$* --desync
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
 	$(BIN)/python bench/data.py
