@@ -130,7 +130,8 @@ def speech_segments(audio, sr, gap=0.075):
 
 def test_transcript_is_what_the_narration_says(bench):
     root, manifest, records = bench
-    specs = {s.id: s for s in plan(COUNTS, seed=7)}
+    from vlsa.synth import with_narration
+    specs = {s.id: with_narration(s) for s in plan(COUNTS, seed=7)}
     for r in records[:10]:
         s = specs[r['id']]
         spoken = narrate(s.sentences, np.random.default_rng(s.seed + 3), s.voice, s.speech_rate, s.speech_pitch)
