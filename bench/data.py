@@ -3,13 +3,13 @@ decord against PyAV on the same files, and reads per second from the clip cache.
 
 The clips are generated here (SyncBench-like: 4 s, 112 px, 16 fps, H.264 + AAC at 22,050 Hz) so that the
 benchmark needs nothing but the package."""
-import argparse, json, os, platform, subprocess, sys, tempfile, time
-from datetime import datetime, timezone
+import argparse, json, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from report import ROOT, write_report
 
 
 def make_clips(root: Path, n: int) -> Path:
@@ -85,16 +85,9 @@ def main():
                                    'speedup_over_decoding_0_workers': items / rates[f'{preset}_workers0']}
             print(f'cache, {preset:4}: built in {build:.1f} s; {reads:8.0f} raw reads/s; {items:6.1f} dataset items/s '
                   f'({items / rates[f"{preset}_workers0"]:.1f}x decoding)', flush=True)
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = {'benchmark': 'decode + features throughput, decoders, clip cache',
-              'clips': f'{args.clips} generated clips: 4 s, 112 px, 16 fps, H.264 + AAC 22,050 Hz; training items (random window and crop)',
-              'clips_per_second': rates, 'decoders': dec, 'cache': cache_stats,
-              'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'python': platform.python_version()},
-              'commit': commit, 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d')}
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + '\n')
-    print(f'wrote {out}')
-
+    write_report(args.out, {'benchmark': 'decode + features throughput, decoders, clip cache',
+                            'clips': f'{args.clips} generated clips: 4 s, 112 px, 16 fps, H.264 + AAC 22,050 Hz; training items (random window and crop)',
+                            'clips_per_second': rates, 'decoders': dec, 'cache': cache_stats})
 
 if __name__ == '__main__':
     main()

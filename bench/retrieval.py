@@ -3,11 +3,11 @@
 Each measurement runs in a fresh process, so that its peak memory (ru_maxrss) is its own: the similarity matrix is
 made first, then the extra peak during ranking is what the method costs. Writes results/bench/retrieval.json.
 Run with `make bench` or `python bench/retrieval.py [--sizes 1000 10000 30000]`."""
-import argparse, json, os, platform, resource, subprocess, sys, time
-from datetime import datetime, timezone
+import argparse, json, resource, subprocess, sys, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from report import ROOT, write_report
 
 
 def rss_kb() -> int:
@@ -61,7 +61,6 @@ def main():
     args = p.parse_args()
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1])))); return
-    import torch
     results = []
     for n in args.sizes:
         repeats = 3 if n <= 10000 else 1
@@ -75,20 +74,10 @@ def main():
         print(f"{n:>6} x {n}: counting {ours['seconds']:.3f} s, {ours['extra_peak_mb']:.0f} MB | "
               f"argsort {base['seconds']:.3f} s, {base['extra_peak_mb']:.0f} MB | "
               f"{row['speedup']:.1f}x faster, {row['memory_ratio']:.3f} of the memory", flush=True)
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = {
+    write_report(args.out, {
         'benchmark': 'rank_metrics (count per query, chunked) vs full-matrix numpy argsort (peers)',
         'what': 'seconds: best of repeats; extra_peak_mb: peak RSS above the RSS once the float32 similarity matrix exists',
-        'targets_at_10k': {'speedup_at_least': 10, 'memory_ratio_at_most': 0.1},
-        'results': results,
-        'machine': {'cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
-                    'torch': torch.__version__, 'platform': platform.platform()},
-        'commit': commit, 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d'),
-    }
-    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + '\n')
-    print(f'wrote {out}')
-
+        'targets_at_10k': {'speedup_at_least': 10, 'memory_ratio_at_most': 0.1}, 'results': results})
 
 if __name__ == '__main__':
     main()
