@@ -1,0 +1,119 @@
+"""Checkpoints out and back: save/from_pretrained, the model card, vlsa push (dry run and a recorded upload), offline
+failures, and vlsa embed / vlsa search on real files."""
+import hashlib, json, os, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from vlsa.config import get_config, override
+from vlsa.features import tokenize
+from vlsa.hub import check_card, push_command
+from vlsa.model import VLSA
+from vlsa.search import embed_command, search_command, sound_inputs, video_inputs
+from vlsa.synth import generate
+from vlsa.train import pretrain
+
+SMALL = ['model.encoder.width=64', 'model.encoder.heads=2', 'model.encoder.depth=1', 'model.decoder.width=32',
+         'model.decoder.heads=2', 'model.decoder.depth=1', 'model.embed_dim=32', 'data.num_workers=0']
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('hub')
+    manifest = generate(root / 'syncbench', counts={'pretrain': 8, 'train': 8, 'val': 8, 'test': 4}, workers=1, progress=False)
+    cfg = override(get_config('tiny'), SMALL + [f'data.manifest={manifest}', f'data.cache_dir={root / "cache"}',
+                                                'pretrain.batch_size=4', 'pretrain.steps=2', 'pretrain.warmup_steps=1'])
+    run_dir = pretrain(cfg, name='hubtest', out=root / 'runs', progress=False)
+    soundfile.write(root / 'tone.wav', 0.3 * np.sin(np.arange(3 * 22_050) / 22_050 * 2 * np.pi * 660), 22_050)
+    return root, manifest, run_dir
+
+
+def sha(path): return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_save_then_from_pretrained_gives_identical_embeddings(run, tmp_path):
+    root, manifest, run_dir = run
+    model = VLSA.from_pretrained(run_dir)                       # from the run's final checkpoint
+    model.save_pretrained(tmp_path / 'saved')
+    again = VLSA.from_pretrained(tmp_path / 'saved')
+    clip = next((manifest.parent / 'clips' / 'test').glob('*.mp4'))
+    frames, spec = video_inputs(clip, model.cfg)
+    sound = sound_inputs(root / 'tone.wav', model.cfg)
+    ids, mask = tokenize(['a low bell rings twice as the red ball bounces'], model.cfg.text)
+    with torch.no_grad():
+        for a, b in [(model.encode_video(frames[None]), again.encode_video(frames[None])),
+                     (model.encode_audio(spec[None]), again.encode_audio(spec[None])),
+                     (model.encode_audio(sound[None]), again.encode_audio(sound[None])),
+                     (model.encode_text(ids, mask), again.encode_text(ids, mask))]:
+            assert torch.equal(a, b)
+    assert again.cfg == model.cfg and again.cfg.audio.spec_mean is not None   # preprocessing travels with it
+
+
+def test_dry_run_folder_has_a_valid_card_config_and_weights_and_no_pickle(run, tmp_path, capsys):
+    root, manifest, run_dir = run
+    assert push_command([str(run_dir), '--repo', 'someone/vlsa-tiny', '--dry-run', '--out', str(tmp_path / 'up')]) == 0
+    files = sorted(p.name for p in (tmp_path / 'up').iterdir())
+    assert files == ['README.md', 'config.json', 'model.safetensors']
+    meta = check_card((tmp_path / 'up' / 'README.md').read_text())
+    assert meta['library_name'] == 'vlsa' and 'arxiv:2405.07202' in meta['tags'] and meta['license'] == 'apache-2.0'
+    assert 'someone/vlsa-tiny' in (tmp_path / 'up' / 'README.md').read_text()
+    for p in (tmp_path / 'up').iterdir():
+        assert not p.read_bytes().startswith(b'\x80'), f'{p.name} looks like a pickle'
+    json.loads((tmp_path / 'up' / 'config.json').read_text())
+    assert 'nothing uploaded' in capsys.readouterr().out
+
+
+class Recorder:
+    "Stands in for huggingface_hub.HfApi: records what would be sent."
+    def __init__(self, fail=False): self.calls, self.fail = [], fail
+    def create_repo(self, repo_id, private=False, exist_ok=False): self.calls.append(('create_repo', repo_id, private))
+    def upload_folder(self, repo_id, folder_path, commit_message=''):
+        if self.fail: raise ConnectionError('the network is down')
+        self.calls.append(('upload_folder', repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+        return type('Info', (), {'commit_url': f'https://huggingface.co/{repo_id}/commit/1'})()
+
+
+def test_push_sends_exactly_those_files_to_the_named_repo(run, tmp_path):
+    root, manifest, run_dir = run
+    api = Recorder()
+    assert push_command([str(run_dir), '--repo', 'someone/vlsa-tiny', '--private', '--out', str(tmp_path / 'up')], api=api) == 0
+    assert api.calls == [('create_repo', 'someone/vlsa-tiny', True),
+                         ('upload_folder', 'someone/vlsa-tiny', ['README.md', 'config.json', 'model.safetensors'])]
+
+
+def test_a_failed_upload_says_so_and_leaves_the_checkpoint_untouched(run, tmp_path, capsys):
+    root, manifest, run_dir = run
+    weights = run_dir / 'checkpoints' / 'final' / 'model.safetensors'
+    before = sha(weights)
+    assert push_command([str(run_dir), '--repo', 'someone/vlsa-tiny', '--out', str(tmp_path / 'up')], api=Recorder(fail=True)) == 1
+    assert 'the upload to someone/vlsa-tiny failed' in capsys.readouterr().err
+    assert sha(weights) == before
+
+
+def test_unknown_hub_id_offline_fails_fast_with_advice():
+    code = ("import time; from vlsa.model import VLSA; import vlsa.hub\nt = time.time()\n"
+            "try: VLSA.from_pretrained('nobody/no-such-vlsa')\nexcept vlsa.hub.HubError as e: print(round(time.time() - t, 3)); print(e)")
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert float(out[0]) < 2.0
+    assert 'HF_HUB_OFFLINE=1 is set' in out[1] and 'save_pretrained' in out[1]
+
+
+def test_embed_and_search_from_the_command_line(run, tmp_path, capsys):
+    root, manifest, run_dir = run
+    (tmp_path / 'bad.mp4').write_text('no video here')
+    assert embed_command([str(run_dir), str(manifest), str(root / 'tone.wav'), str(tmp_path / 'bad.mp4'),
+                          '--out', str(tmp_path / 'index.safetensors')]) == 0
+    out = capsys.readouterr().out
+    assert '29 files (28 with video, 29 with audio)' in out                 # 8 + 8 + 8 + 4 clips and a sound
+    assert '1 skipped' in out and 'bad.mp4: not a readable media file' in out
+    assert search_command([str(tmp_path / 'index.safetensors'), 'a high whistle sounds twice', '-k', '5']) == 0
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip()]) == 5
+    assert search_command([str(tmp_path / 'index.safetensors'), '--audio', str(root / 'tone.wav'), '-k', '3']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(l.split()[0].rstrip('.').isdigit() for l in lines)
+    scores = [float(l.split()[1]) for l in lines]
+    assert scores == sorted(scores, reverse=True)
