@@ -91,3 +91,7 @@ def test_smoke_pretraining_lowers_every_loss_and_finetuning_raises_recall(data, 
     ft = finetune(cfg, init_from=pre, name='ft', out=tmp_path, progress=False)
     tuned = json.loads((ft / 'summary.json').read_text())['retrieval']['T->V']['R@5']
     assert tuned > zero_shot, (zero_shot, tuned)
+    from vlsa.model import VLSA   # a fine-tuned run loads as a plain model: its checkpoint holds the model's weights
+    loaded = VLSA.from_pretrained(ft)
+    saved = load_file(ft / 'checkpoints' / 'final' / 'model.safetensors')
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
