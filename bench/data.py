@@ -55,7 +55,6 @@ def main():
     p.add_argument('--clips', type=int, default=48)
     p.add_argument('--out', default=str(ROOT / 'results' / 'bench' / 'data.json'))
     args = p.parse_args()
-    import torch
     from vlsa.config import get_config
     from vlsa.data import ClipCache
     with tempfile.TemporaryDirectory() as d:
