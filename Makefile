@@ -47,14 +47,57 @@ test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), th
 lab: $(STAMP) ## JupyterLab on nbs/ with the vlsa kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
-reproduce: ## regenerate every table and figure in results/ (PROFILE=cpu|gpu)
-	@echo "make reproduce: not built yet. The experiment notebooks (issue 8) need SyncBench (issue 4)," >&2
-	@echo "the training engine (issue 7) and retrieval (issue 6); nothing in results/ was regenerated." >&2
-	@exit 1
+reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=cpu|gpu; make skips what is done)
+	@test -f $(PCFG) || { echo "make reproduce: there is no $(PCFG); choose PROFILE=cpu or PROFILE=gpu" >&2; exit 2; }
+	@test -n "$(SEEDS)" -a -n "$(RUNS)" -a -n "$(RESULTS)" -a -n "$(MANIFEST)" || { echo "make reproduce: $(PCFG) must set \
+	runs, results, manifest and seeds, each on one line (seeds: [0, 1])" >&2; exit 2; }
+	@if $(MAKE) --no-print-directory -q $(REPRODUCED) 2>/dev/null; then \
+	  echo "make reproduce: every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
+	else set -o pipefail; $(MAKE) --no-print-directory $(REPRODUCED) | { grep --line-buffered -v 'is up to date' || true; }; fi
+	@$(BIN)/vlsa report --file $(PCFG)
+
+# ---- what make reproduce builds, read from configs/$(PROFILE).yaml -------------------------------------------
+PCFG       ?= configs/$(PROFILE).yaml
+yaml        = $(shell sed -n 's/^$(1): *\([^#]*\).*/\1/p' $(PCFG) 2>/dev/null)
+RUNS       := $(strip $(call yaml,runs))
+RESULTS    := $(strip $(call yaml,results))
+MANIFEST   := $(strip $(call yaml,manifest))
+SEEDS      := $(shell sed -n 's/^seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
+EXECUTED   := $(RESULTS)/executed
+PRE_RUNS   := $(foreach v,lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
+FT_RUNS    := $(foreach v,neither lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
+TABLES     := $(foreach t,tab2_text_video tab3_text_audio tab4_r1 tab5_ablation,$(RESULTS)/tables/$(t).md)
+REPRODUCED := $(TABLES) $(RESULTS)/README.md
+PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)
+variant     = $(firstword $(subst -s, ,$(1)))
+seed        = $(lastword $(subst -s, ,$(1)))
+pretrained_of = $(if $(filter neither,$(call variant,$(1))),,$(RUNS)/$(1)/eval-test.json)   # 'neither' starts from scratch
+now         = date '+[%H:%M:%S]'
+
+.DELETE_ON_ERROR:
+.SECONDEXPANSION:
+
+# A run is done when its notebook wrote eval-test.json, last. Runs depend on the data and the profile, not on code.
+$(PRE_RUNS): $(RUNS)/%/eval-test.json: $(MANIFEST) $(PCFG) | $(STAMP)
+	@mkdir -p $(EXECUTED); $(now); echo "  pre-training $* -> $(RUNS)/$*  (executed notebook: $(EXECUTED)/pretrain-$*.ipynb)"
+	@$(PAPERMILL) nbs/experiments/pretrain.ipynb $(EXECUTED)/pretrain-$*.ipynb -p variant $(call variant,$*) -p seed $(call seed,$*)
+
+$(FT_RUNS): $(RUNS)/%-ft/eval-test.json: $(MANIFEST) $(PCFG) $$(call pretrained_of,$$*) | $(STAMP)
+	@mkdir -p $(EXECUTED); $(now); echo "  fine-tuning $* -> $(RUNS)/$*-ft  (executed notebook: $(EXECUTED)/finetune-$*.ipynb)"
+	@$(PAPERMILL) nbs/experiments/finetune.ipynb $(EXECUTED)/finetune-$*.ipynb -p variant $(call variant,$*) -p seed $(call seed,$*)
+
+$(TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS) $(PCFG) | $(STAMP)
+	@mkdir -p $(EXECUTED); $(now); echo "  table $* -> $@"
+	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
+
+$(RESULTS)/README.md: $(TABLES)
+	@$(now); echo "  $@"
+	@$(BIN)/vlsa report --file $(PCFG) --readme $@ --quiet
 
 data: data/syncbench/$(PROFILE)/manifest.jsonl ## generate the embedded SyncBench data set for PROFILE (cpu: minutes)
 
 data/syncbench/%/manifest.jsonl: | $(STAMP)
+	@$(now); echo "  generating SyncBench ($* profile) -> data/syncbench/$*"
 	$(BIN)/vlsa synth --profile $* --out data/syncbench/$* --desync
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json

@@ -25,12 +25,6 @@ def test_install_is_up_to_date_after_install():
     assert run(['make', '-q', 'install']).returncode == 0
 
 
-@pytest.mark.parametrize('target', ['reproduce'])
-def test_unbuilt_targets_say_so_and_fail(target):
-    r = run(['make', '--no-print-directory', target])
-    assert r.returncode != 0 and 'not built yet' in r.stderr
-
-
 def test_console_script_lists_subcommands_and_rejects_unknown():
     r = run(['vlsa', '--help'])
     assert r.returncode == 0 and 'config' in r.stdout and 'info' in r.stdout

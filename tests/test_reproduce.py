@@ -1,0 +1,88 @@
+"""`make reproduce` end to end on a smoke profile: every table, nothing redone, one deleted table redone alone,
+the same tables byte for byte from a second run, and the profile files that ship."""
+import json, os, re, subprocess, sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlsa.experiments import Profile, SMOKE_MODEL, SMOKE_STAGE
+from vlsa.report import load_profile
+from vlsa.synth import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation']
+
+
+def make(*args, timeout=600):
+    env = {**os.environ, 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
+    r = subprocess.run(['make', '--no-print-directory', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    "Two smoke profiles over the same generated clips, each with its own runs and results."
+    root = tmp_path_factory.mktemp('reproduce')
+    manifest = generate(root / 'syncbench', counts={'pretrain': 8, 'train': 8, 'val': 8, 'test': 8}, workers=2, progress=False)
+    files = []
+    for name in ('a', 'b'):
+        profile = {'profile': 'ci', 'preset': 'tiny', 'synth': 'smoke', 'manifest': str(manifest),
+                   'cache_dir': str(root / 'cache'), 'runs': str(root / name / 'runs'), 'results': str(root / name / 'results'),
+                   'seeds': [0, 1], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'bf16'},
+                   'finetune_settings': {**SMOKE_STAGE, 'precision': 'bf16'}}   # bf16 as configs/cpu.yaml
+        (root / f'{name}.yaml').write_text(yaml.safe_dump(profile, sort_keys=False, default_flow_style=None))
+        files.append(root / f'{name}.yaml')
+    return root, files
+
+
+def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smoke):
+    root, (a, b) = smoke
+    out = make('reproduce', f'PCFG={a}')
+    res = root / 'a' / 'results'
+    for t in TABLES:
+        assert (res / 'tables' / f'{t}.md').exists() and (res / 'tables' / f'{t}.csv').exists(), t
+    assert (res / 'figures' / 'tab5_ablation.png').stat().st_size > 10_000
+    assert len(list((res / 'executed').glob('*.ipynb'))) == 6 + 8 + 4          # 3 x 2 pre-training, 4 x 2 fine-tuning, 4 tables
+    assert 'What the numbers say' in (res / 'README.md').read_text()
+    assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
+    assert 'mean over 2 seeds' in (res / 'README.md').read_text()
+    assert re.search(r'\d+\.\d+ ± \d+\.\d+', (res / 'tables' / 'tab5_ablation.md').read_text())   # a spread over the seeds
+
+    again = make('reproduce', f'PCFG={a}')
+    assert 'nothing to do' in again and 'papermill' not in again and 'pre-training' not in again
+
+    (res / 'tables' / 'tab3_text_audio.md').unlink()
+    redo = make('reproduce', f'PCFG={a}')
+    assert 'table tab3_text_audio' in redo
+    assert not re.search(r'^\s+(pre-training|fine-tuning) \S+ ->|table tab[245]\S* ->', redo, flags=re.M), redo
+
+    make('reproduce', f'PCFG={b}')     # a second run from scratch, over the same clips
+    for t in TABLES:
+        for ext in ('md', 'csv'):
+            first, second = (root / n / 'results' / 'tables' / f'{t}.{ext}' for n in ('a', 'b'))
+            assert first.read_bytes() == second.read_bytes(), f'{t}.{ext} differs between two runs'
+
+
+def test_shipped_profiles_resolve_and_keep_the_paper_settings_for_gpu():
+    cpu, gpu = (load_profile(ROOT / 'configs' / f'{p}.yaml') for p in ('cpu', 'gpu'))
+    assert (cpu.name, cpu.preset, cpu.results, cpu.runs) == ('cpu', 'tiny', 'results', 'results/runs')
+    c = gpu.config('both', 0)
+    assert (c.model.encoder.width, c.model.encoder.depth, c.finetune.batch_size, c.finetune.epochs) == (768, 12, 256, 20)
+    assert c.model.loss.lambda_global == 5.0 and gpu.seeds == [0, 1, 2]
+
+
+def test_reproduce_names_a_missing_profile():
+    env = {**os.environ, 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
+    r = subprocess.run(['make', '--no-print-directory', 'reproduce', 'PROFILE=laptop'], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and 'configs/laptop.yaml' in r.stderr
+
+
+def test_table_notebooks_refuse_unfinished_runs_of_a_real_profile(tmp_path):
+    from vlsa.experiments import ensure_runs
+    P = Profile('cpu', manifest=str(tmp_path / 'm.jsonl'), runs=str(tmp_path / 'runs'), results=str(tmp_path / 'res'))
+    with pytest.raises(FileNotFoundError, match=r'make reproduce PROFILE=cpu'):
+        ensure_runs(P, ['both'])
