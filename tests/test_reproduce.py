@@ -31,7 +31,7 @@ def smoke(tmp_path_factory):
     for name in ('a', 'b'):
         profile = {'profile': 'ci', 'preset': 'tiny', 'synth': 'smoke', 'manifest': str(manifest),
                    'cache_dir': str(root / 'cache'), 'runs': str(root / name / 'runs'), 'results': str(root / name / 'results'),
-                   'seeds': [0, 1], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'bf16'},
+                   'seeds': [0], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'bf16'},
                    'finetune_settings': {**SMOKE_STAGE, 'precision': 'bf16'}}   # bf16 as configs/cpu.yaml
         (root / f'{name}.yaml').write_text(yaml.safe_dump(profile, sort_keys=False, default_flow_style=None))
         files.append(root / f'{name}.yaml')
@@ -45,11 +45,10 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     for t in TABLES:
         assert (res / 'tables' / f'{t}.md').exists() and (res / 'tables' / f'{t}.csv').exists(), t
     assert (res / 'figures' / 'tab5_ablation.png').stat().st_size > 10_000
-    assert len(list((res / 'executed').glob('*.ipynb'))) == 6 + 8 + 4          # 3 x 2 pre-training, 4 x 2 fine-tuning, 4 tables
+    assert len(list((res / 'executed').glob('*.ipynb'))) == 3 + 4 + 4          # 3 pre-training, 4 fine-tuning, 4 tables
     assert 'What the numbers say' in (res / 'README.md').read_text()
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
-    assert 'mean over 2 seeds' in (res / 'README.md').read_text()
-    assert re.search(r'\d+\.\d+ ± \d+\.\d+', (res / 'tables' / 'tab5_ablation.md').read_text())   # a spread over the seeds
+    assert 'mean over 1 seed (no spread' in (res / 'README.md').read_text()
 
     again = make('reproduce', f'PCFG={a}')
     assert 'nothing to do' in again and 'papermill' not in again and 'pre-training' not in again
@@ -59,7 +58,7 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     assert 'table tab3_text_audio' in redo
     assert not re.search(r'^\s+(pre-training|fine-tuning) \S+ ->|table tab[245]\S* ->', redo, flags=re.M), redo
 
-    make('reproduce', f'PCFG={b}')     # a second run from scratch, over the same clips
+    make('-j2', 'reproduce', f'PCFG={b}')     # a second run from scratch over the same clips, two notebooks at a time
     for t in TABLES:
         for ext in ('md', 'csv'):
             first, second = (root / n / 'results' / 'tables' / f'{t}.{ext}' for n in ('a', 'b'))
