@@ -1,6 +1,6 @@
 """Checkpoints out and back: save/from_pretrained, the model card, vlsa push (dry run and a recorded upload), offline
 failures, and vlsa embed / vlsa search on real files."""
-import hashlib, json, os, subprocess, sys, time
+import hashlib, json, os, re, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,11 @@ def test_embed_and_search_from_the_command_line(run, tmp_path, capsys):
     assert len(lines) == 3 and all(l.split()[0].rstrip('.').isdigit() for l in lines)
     scores = [float(l.split()[1]) for l in lines]
     assert scores == sorted(scores, reverse=True)
+    # --check: every caption of the 28 clips searched for its own clip; 28 files in the top 28 is every one
+    assert search_command([str(tmp_path / 'index.safetensors'), '--check', '-k', '29']) == 0
+    assert 'in the top 29 of 29 for 168 of 168 sentences (100.0 %)' in capsys.readouterr().out
+    assert search_command([str(tmp_path / 'index.safetensors'), '--check', '-k', '1']) == 0
+    share = re.search(r'for (\d+) of 168 sentences', capsys.readouterr().out)
+    assert share and int(share.group(1)) < 168                            # a model from two steps is not that good
+    assert search_command([str(tmp_path / 'missing.safetensors'), '--check']) == 2
+    assert 'missing.safetensors' in capsys.readouterr().err
