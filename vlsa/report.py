@@ -80,8 +80,8 @@ def diagnosis(P:Profile) -> list[str]:
     out, cfg = [], P.config()
     chance = math.log(cfg.pretrain.batch_size)
     for v in (v for v in PRETRAINED if VARIANTS[v][1]):           # the variants trained with GAM
-        av = [_last_log(P, v, s)['gam_audio_video_nce'] for s in P.seeds]
-        at = [_last_log(P, v, s)['gam_audio_text_nce'] for s in P.seeds]
+        logs = [_last_log(P, v, s) for s in P.seeds]
+        av, at = [l['gam_audio_video_nce'] for l in logs], [l['gam_audio_text_nce'] for l in logs]
         m_av, m_at = sum(av) / len(av), sum(at) / len(at)
         learned = m_av < chance - 0.05
         out.append(f"{VARIANT_LABELS[v]} pre-training: GAM's audio-video InfoNCE ended at {m_av:.3f} against ln {cfg.pretrain.batch_size} = "

@@ -112,13 +112,13 @@ def load_index(path) -> dict:
 
 # %% ../nbs/41_search.ipynb #619f7091
 def item_scores(index:dict, query:torch.Tensor, against:tuple[str, ...]=('video', 'audio')) -> torch.Tensor:
-    "(items,) scores of a (D,) query embedding: the mean over the item's available modalities in `against`."
+    "(items,) scores of a (D,) query, or (Q, items) of (Q, D) queries: the mean over each item's modalities in `against`."
     t = index['tensors']
-    total = torch.zeros(len(t['has_video']))
+    total = torch.zeros(*query.shape[:-1], len(t['has_video']))
     count = torch.zeros(len(t['has_video']))
     for m in against:
         has = t[f'has_{m}'].float()
-        total += has * (t[m] @ query); count += has
+        total += has * (query @ t[m].T); count += has
     return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float('-inf')))
 
 @torch.no_grad()
@@ -146,7 +146,7 @@ def sentence_hits(index:dict, k:int=5) -> torch.Tensor:
     hits = torch.zeros(len(keep), dtype=torch.bool)
     for s in range(0, len(keep), 256):                                # (chunk, items) scores, as `search` makes them
         rows = keep[s:s + 256]
-        scores = torch.stack([item_scores(index, q) for q in t['text'][rows]])
+        scores = item_scores(index, t['text'][rows])
         mine = scores.gather(1, own[rows, None])                       # (chunk, 1)
         hits[s:s + 256] = (scores > mine).sum(1) < k                    # fewer than k files score higher
     return hits
@@ -186,16 +186,14 @@ def search_command(argv:list[str]) -> int:
                    "its own file in the top k?")
     args = p.parse_args(argv)
     from vlsa.hub import HubError
-    if args.check:
-        try: index = load_index(args.index)
-        except (ValueError, FileNotFoundError) as e: print(f'vlsa search: {e}', file=sys.stderr); return 2
-        hits = sentence_hits(index, args.k)
-        if not len(hits): print(f'vlsa search: {args.index} holds no sentence that belongs to a file', file=sys.stderr); return 2
-        print(f'{args.index}: the described file is in the top {args.k} of {len(index["meta"]["names"])} for '
-              f'{int(hits.sum())} of {len(hits)} sentences ({100 * hits.float().mean():.1f} %)')
-        return 0
     try:
         index = load_index(args.index)
+        if args.check:
+            hits = sentence_hits(index, args.k)
+            if not len(hits): raise ValueError(f'{args.index} holds no sentence that belongs to a file')
+            print(f'{args.index}: the described file is in the top {args.k} of {len(index["meta"]["names"])} for '
+                  f'{int(hits.sum())} of {len(hits)} sentences ({100 * hits.float().mean():.1f} %)')
+            return 0
         model = VLSA.from_pretrained(args.checkpoint or index['meta']['checkpoint'])
         hits = search(model, index, args.text, args.audio, args.video, args.k)
     except (HubError, ValueError, FileNotFoundError, MediaError) as e:
