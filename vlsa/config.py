@@ -192,7 +192,7 @@ class TrainConfig:
     log_every: int = 10           # steps between log lines
     eval_every: int = 0           # steps between retrieval evaluations on the eval split (0: at the end only)
     ckpt_every: int = 0           # steps between checkpoints (0: at the end only)
-    precision: str = 'auto'       # 'auto': bf16 autocast on a GPU, fp32 on a CPU; 'bf16' or 'fp32' everywhere
+    precision: str = 'auto'       # 'auto': bf16 autocast where the hardware has bf16 (a GPU, AMX or AVX512-BF16), else fp32
 
     def __post_init__(self):
         _check(self.optimizer == 'adamw', f"optimizer: only 'adamw' (the paper's) is built, got {self.optimizer!r}")
