@@ -30,13 +30,16 @@ class NoAudioTrack(MediaError):
 # %% ../nbs/01_media.ipynb #eef49f2d
 def write_media(path, frames:np.ndarray|None, fps:float=16, audio:np.ndarray|None=None, sample_rate:int=44_100,
                 video_codec:str='libx264', audio_codec:str='aac', pix_fmt:str='yuv420p', frame_times:np.ndarray|None=None,
-                options:dict|None=None, format:str|None=None, audio_bit_rate:int|None=None, audio_options:dict|None=None):
-    "Encode (T, H, W, 3) uint8 `frames` and (S,) or (C, S) float `audio` in [-1, 1] into `path` with PyAV."
+                options:dict|None=None, format:str|None=None, audio_bit_rate:int|None=None, audio_options:dict|None=None,
+                video_from=None):
+    "Encode (T, H, W, 3) uint8 `frames` (or copy the video stream of the file `video_from`) and (S,) or (C, S) float `audio` in [-1, 1] into `path` with PyAV."
     import av
     path = str(path)
+    src = av.open(str(video_from)) if video_from is not None else None   # its video packets are copied, not re-encoded
     with av.open(path, 'w', format=format) as box:
         vs = None
-        if frames is not None:
+        if src is not None: vs = box.add_stream_from_template(src.streams.video[0])
+        elif frames is not None:
             vs = box.add_stream(video_codec, rate=Fraction(fps).limit_denominator(1001))
             vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
             if options: vs.options = options
@@ -53,6 +56,11 @@ def write_media(path, frames:np.ndarray|None, fps:float=16, audio:np.ndarray|Non
                 if frame_times is not None: frame.pts, frame.time_base = int(round(frame_times[i] * 1000)), Fraction(1, 1000)
                 for packet in vs.encode(frame): box.mux(packet)
             for packet in vs.encode(): box.mux(packet)
+        if src is not None:
+            with src:
+                for packet in src.demux(src.streams.video[0]):
+                    if packet.dts is None: continue                       # the demuxer's flush packet
+                    packet.stream = vs; box.mux(packet)
         if audio is not None:
             fmt = aus.codec_context.codec.audio_formats[0].name if aus.codec_context.codec.audio_formats else 'fltp'
             n = aus.codec_context.frame_size or 1024
