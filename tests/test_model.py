@@ -158,3 +158,4 @@ def test_tiny_model_overfits_eight_random_clips():
     target = torch.arange(B)
     assert torch.equal((a @ v.T).argmax(1), target) and torch.equal((v @ a.T).argmax(1), target)
     assert torch.equal((a @ t.T).argmax(1), target) and torch.equal((t @ a.T).argmax(1), target)
+

@@ -31,8 +31,8 @@ def smoke(tmp_path_factory):
     for name in ('a', 'b'):
         profile = {'profile': 'ci', 'preset': 'tiny', 'synth': 'smoke', 'manifest': str(manifest),
                    'cache_dir': str(root / 'cache'), 'runs': str(root / name / 'runs'), 'results': str(root / name / 'results'),
-                   'seeds': [0], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'bf16'},
-                   'finetune_settings': {**SMOKE_STAGE, 'precision': 'bf16'}}   # bf16 as configs/cpu.yaml
+                   'seeds': [0], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'auto'},
+                   'finetune_settings': {**SMOKE_STAGE, 'precision': 'auto'}}   # as configs/cpu.yaml
         (root / f'{name}.yaml').write_text(yaml.safe_dump(profile, sort_keys=False, default_flow_style=None))
         files.append(root / f'{name}.yaml')
     return root, files

@@ -95,3 +95,53 @@ def test_smoke_pretraining_lowers_every_loss_and_finetuning_raises_recall(data, 
     loaded = VLSA.from_pretrained(ft)
     saved = load_file(ft / 'checkpoints' / 'final' / 'model.safetensors')
     assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
+
+
+@pytest.mark.parametrize('stage', ['pretrain', 'finetune'])
+def test_fast_path_gives_the_plain_step(stage):
+    """One step on a fixed batch: bf16 autocast and the fused AdamW (the fast path where the hardware has bf16) against
+    fp32 and AdamW's loop. The loss terms agree within bf16's rounding and the gradients point the same way. (The first
+    AdamW update is about lr x sign(gradient), so its cosine says little; `test_fused_adamw_is_adamw` checks the step.)"""
+    from vlsa.model import VLSA
+    from vlsa.train import Finetuner
+    cfg = get_config('tiny')
+    m, g = cfg.model, torch.Generator().manual_seed(0)
+    B, L = 8, 14
+    batch = {'video': torch.randn(B, m.video.num_frames, 3, m.video.frame_size, m.video.frame_size, generator=g),
+             'audio': torch.randn(B, 1, m.audio.freq_bins, m.audio.time_frames, generator=g),
+             'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, (B, L), generator=g),
+             'text_mask': (torch.arange(L)[None] < torch.randint(6, L + 1, (B, 1), generator=g)).long()}
+    runs = {}
+    for path in ('plain', 'fast'):
+        torch.manual_seed(0)
+        net = VLSA(cfg) if stage == 'pretrain' else Finetuner(VLSA(cfg))
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=path == 'fast'):
+            terms = net(batch, torch.Generator().manual_seed(1))
+            terms['loss'].backward()
+        grad = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+        runs[path] = {k: v.detach().float() for k, v in terms.items()}, grad
+    (plain, g_plain), (fast, g_fast) = runs['plain'], runs['fast']
+    for k in plain:   # bf16 keeps 8 bits of mantissa: products and sums are rounded to about 0.4 % each
+        torch.testing.assert_close(fast[k], plain[k], rtol=3e-2, atol=3e-2, msg=lambda msg: f'{stage} {k}: {msg}')
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(g_fast, g_plain, dim=0) > 0.99, f'{stage}: gradient cosine {cos(g_fast, g_plain, dim=0):.4f}'
+
+
+def test_fused_adamw_is_adamw():
+    "The CPU's fused AdamW takes the loop's step, to rounding, with weight decay on the right groups."
+    from vlsa.model import VLSA
+    from vlsa.train import make_optimizer, param_groups
+    cfg = get_config('tiny')
+    nets = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        net = VLSA(cfg)
+        opt = make_optimizer(net, cfg.pretrain, torch.device('cpu')) if fused else \
+            torch.optim.AdamW(param_groups(net, cfg.pretrain.weight_decay), lr=cfg.pretrain.lr, foreach=False)
+        assert opt.defaults.get('fused') == (True if fused else None)
+        for step in range(3):
+            for p in net.parameters(): p.grad = torch.randn(p.shape, generator=torch.Generator().manual_seed(step))
+            opt.step()
+        nets.append(net)
+    for (name, a), b in zip(nets[0].named_parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda msg: f'{name}: {msg}')

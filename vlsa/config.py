@@ -209,7 +209,8 @@ class DataConfig:
     "Where the clips come from and how they are read."
     manifest: str = 'data/syncbench/cpu/manifest.jsonl'  # JSON Lines, DESIGN.md's schema
     cache_dir: str = 'data/cache'  # decoded-clip cache ('' to decode every time)
-    num_workers: int = 2           # loader processes
+    num_workers: int = 2           # loader processes (0: load in the training process)
+    cache_workers: int = 0         # processes that build the clip cache (0: one per core)
     on_error: str = 'skip'         # 'skip' bad clips (logged, counted) or 'raise'
     max_bad_fraction: float = 0.05 # stop when more than this share of clips is bad
     eval_split: str = 'val'        # split scored during training

@@ -20,22 +20,19 @@ __all__ = ['Attention', 'Block', 'Transformer', 'sharing', 'Decoder', 'DecoderPo
 
 # %% ../nbs/12_model.ipynb #0732273d
 class Attention(nn.Module):
-    "Multi-head self-attention through `F.scaled_dot_product_attention`, over one or several packed sequences."
+    "Multi-head self-attention through `F.scaled_dot_product_attention`, with an optional key-padding mask."
     def __init__(self, width:int, heads:int, dropout:float=0.0):
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
 
-    def forward(self, x:torch.Tensor, groups:list[tuple]) -> torch.Tensor:
-        "x (N, D): the tokens of the sequences `groups` = [(B, S, keep (B, S) or None), ...] one after another."
-        d = x.shape[-1]
-        out = []
-        for part, (b, s, keep) in zip(self.qkv(x).split([b * s for b, s, _ in groups]), groups):
-            q, k, v = part.view(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)    # (B, H, S, d)
-            mask = None if keep is None else keep[:, None, None, :]                           # (B, 1, 1, S)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-            out.append(o.transpose(1, 2).reshape(b * s, d))                                   # each attends within itself
-        return self.proj(torch.cat(out) if len(out) > 1 else out[0])
+    def forward(self, x:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
+        "x (B, S, D); keep (B, S) True for keys that may be attended to."
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, S, d)
+        mask = None if keep is None else keep[:, None, None, :]                                      # (B, 1, 1, S)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, s, d))
 
 class Block(nn.Module):
     "Pre-norm transformer block: x + attention(norm(x)), then x + MLP(norm(x))."
@@ -47,9 +44,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.width, hidden), nn.GELU(), nn.Dropout(cfg.dropout),
                                  nn.Linear(hidden, cfg.width), nn.Dropout(cfg.dropout))
 
-    def forward(self, x:torch.Tensor, groups:list[tuple]) -> torch.Tensor:
-        "x (N, D) packed tokens, as in `Attention`."
-        x = x + self.attn(self.norm1(x), groups)
+    def forward(self, x, keep=None):
+        x = x + self.attn(self.norm1(x), keep)
         return x + self.mlp(self.norm2(x))
 
 class Transformer(nn.Module):
@@ -60,16 +56,8 @@ class Transformer(nn.Module):
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)
 
     def forward(self, x:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
-        "(B, S, D) tokens, keep (B, S) True for keys that may be attended to -> (B, S, D)."
-        return self.packed([x], [keep])[0]
-
-    def packed(self, xs:list[torch.Tensor], keeps:list) -> list[torch.Tensor]:
-        "Several sequences [(B_i, S_i, D)] in one pass: each linear layer multiplies all their tokens at once."
-        groups = [(x.shape[0], x.shape[1], None if k is None or bool(k.all()) else k) for x, k in zip(xs, keeps)]
-        h = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])                              # (N, D)
-        for blk in self.blocks: h = blk(h, groups)
-        h = self.norm(h)
-        return [part.view(b, s, -1) for part, (b, s, _) in zip(h.split([b * s for b, s, _ in groups]), groups)]
+        for blk in self.blocks: x = blk(x, keep)
+        return self.norm(x)
 
 # %% ../nbs/12_model.ipynb #93fb4891
 def sharing(shared:tuple[str, ...]) -> dict[str, str]:
@@ -147,76 +135,40 @@ def _pool(tokens:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
     return (tokens * w).sum(1) / w.sum(1).clamp(min=1)
 
 @patch
-def _encode(self:VLSA, jobs:list[tuple], packed:bool=True) -> list[torch.Tensor]:
-    "Jobs [(encoder name, tokens (B, S, D), keep (B, S) or None)] -> outputs; packed: each encoder runs once for all its jobs."
-    out = [None] * len(jobs)
-    for name in dict.fromkeys(e for e, _, _ in jobs):
-        mine = [i for i, (e, _, _) in enumerate(jobs) if e == name]
-        xs, keeps, enc = [jobs[i][1] for i in mine], [jobs[i][2] for i in mine], self.encoders[name]
-        for i, h in zip(mine, enc.packed(xs, keeps) if packed else [enc(x, k) for x, k in zip(xs, keeps)]): out[i] = h
-    return out
-
-@patch
-def _embedding(self:VLSA, modality:str, h:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
-    "Encoded (B, S, D) tokens -> pooled, projected, normalized (B, embed_dim)."
+def _global(self:VLSA, modality:str, tokens:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
+    "Encode one modality's (B, S, D) tokens alone, pool, project, normalize -> (B, embed_dim)."
+    h = self.encoders[self.encoder_of[modality]](tokens, keep)
     with torch.autocast(h.device.type, enabled=False):   # the embedding in fp32, for the similarities (13_losses)
         return F.normalize(self.project[modality](_pool(h.float(), keep)), dim=-1)
 
 @patch
-def _globals(self:VLSA, tokens:dict, keep:dict, packed:bool=True) -> dict[str, torch.Tensor]:
-    "Embeddings of the modalities in `tokens` {m: (B, S, D)}, each encoded alone, all in one pass per encoder."
-    names = list(tokens)
-    hs = self._encode([(self.encoder_of[m], tokens[m], keep.get(m)) for m in names], packed)
-    return {m: self._embedding(m, h, keep.get(m)) for m, h in zip(names, hs)}
-
-@patch
-def encode(self:VLSA, video:torch.Tensor|None=None, audio:torch.Tensor|None=None, text:tuple|None=None) -> dict[str, torch.Tensor]:
-    "Unit-vector embeddings (B, embed_dim) of video (B, T, 3, H, W), audio (B, 1, F, T') and text (ids, mask) (B, L), as given."
-    tokens, keep = {}, {}
-    if video is not None: tokens['video'] = self.embed['video'](video).flatten(1, 2)
-    if audio is not None: tokens['audio'] = self.embed['audio'](audio)
-    if text is not None: tokens['text'], keep['text'] = self.embed['text'](text[0]), text[1].bool()
-    return self._globals(tokens, keep)
-
-@patch
 def encode_video(self:VLSA, video:torch.Tensor) -> torch.Tensor:
     "(B, T, 3, H, W) normalized frames -> (B, embed_dim) unit vectors."
-    return self.encode(video=video)['video']
+    return self._global('video', self.embed['video'](video).flatten(1, 2))
 
 @patch
 def encode_audio(self:VLSA, spec:torch.Tensor) -> torch.Tensor:
     "(B, 1, F, T') normalized log-frequency spectrogram -> (B, embed_dim) unit vectors."
-    return self.encode(audio=spec)['audio']
+    return self._global('audio', self.embed['audio'](spec))
 
 @patch
 def encode_text(self:VLSA, ids:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
     "(B, L) token ids and attention mask -> (B, embed_dim) unit vectors."
-    return self.encode(text=(ids, mask))['text']
+    return self._global('text', self.embed['text'](ids), mask.bool())
 
 # %% ../nbs/12_model.ipynb #825c2e4c
 @patch
-def _joint_jobs(self:VLSA, tokens:dict, keep:dict) -> tuple[list, list]:
-    "LPMM's encoder jobs: per encoder, the concatenated tokens of the modalities it serves; and those modalities."
-    jobs, members = [], []
-    for name in self.encoders:
-        ms = [m for m in MODALITIES if self.encoder_of[m] == name and m in tokens]
-        if not ms: continue
-        jobs.append((name, torch.cat([tokens[m] for m in ms], 1), torch.cat([keep[m] for m in ms], 1)))   # (B, S_total, D)
-        members.append(ms)
-    return jobs, members
-
-def _split_joint(outputs:list, members:list, tokens:dict) -> dict:
-    "The joint pass's outputs cut back into each modality's tokens."
-    out = {}
-    for h, ms in zip(outputs, members):
-        for m, part in zip(ms, h.split([tokens[m].shape[1] for m in ms], 1)): out[m] = part
-    return out
-
-@patch
 def _joint_encode(self:VLSA, tokens:dict, keep:dict) -> dict:
     "Run each encoder once on the concatenated tokens of the modalities it serves; split the outputs back."
-    jobs, members = self._joint_jobs(tokens, keep)
-    return _split_joint(self._encode(jobs), members, tokens)
+    out = {}
+    for name, encoder in self.encoders.items():
+        members = [m for m in MODALITIES if self.encoder_of[m] == name and m in tokens]
+        if not members: continue
+        x = torch.cat([tokens[m] for m in members], 1)                                   # (B, S_total, D)
+        k = torch.cat([keep[m] for m in members], 1)
+        h = encoder(x, None if bool(k.all()) else k)
+        for m, part in zip(members, h.split([tokens[m].shape[1] for m in members], 1)): out[m] = part
+    return out
 
 @patch
 def _decode_patches(self:VLSA, modality:str, encoded:torch.Tensor, masking:Masking, positions:torch.Tensor) -> torch.Tensor:
@@ -242,8 +194,8 @@ def _visible(self:VLSA, modality:str, tokens:torch.Tensor, masking:Masking) -> t
 
 # %% ../nbs/12_model.ipynb #208e1085
 @patch
-def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None, packed:bool=True) -> dict[str, torch.Tensor]:
-    "Pre-training losses: a dict with `loss` (the weighted total) and every named term. packed=False: one encoder pass per job."
+def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None) -> dict[str, torch.Tensor]:
+    "Pre-training losses: a dict with `loss` (the weighted total) and every named term."
     cfg = self.cfg
     video, spec, ids, att = batch['video'], batch['audio'], batch['text_ids'], batch['text_mask'].bool()
     B, dev = video.shape[0], video.device
@@ -255,22 +207,13 @@ def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None, packed:b
     visible_global = cfg.global_visible_only and cfg.drop_masked
     if cfg.loss.use_lpmm or visible_global:
         v_vis, a_vis = self._visible('video', v_tok, vm), self._visible('audio', a_tok, am)      # (B,T,k,D), (B,k,D)
-    # every encoder job of the step (LPMM's joint pass, GAM's three single-modality passes) goes through in one pass
-    jobs, members = [], []
+    terms = {}
     if cfg.loss.use_lpmm:
         t_in, labels = bert_masking(ids, att, cfg.text, generator)
         tokens = {'video': v_vis.flatten(1, 2), 'audio': a_vis, 'text': self.embed['text'](t_in)}
         keep = {'video': torch.ones(tokens['video'].shape[:2], dtype=torch.bool, device=dev),
                 'audio': has_audio[:, None].expand(tokens['audio'].shape[:2]), 'text': att}
-        jobs, members = self._joint_jobs(tokens, keep)
-    if cfg.loss.use_gam:
-        g_tokens = {'video': (v_vis if visible_global else v_tok).flatten(1, 2),
-                    'audio': a_vis if visible_global else a_tok, 'text': self.embed['text'](ids)}
-        jobs += [(self.encoder_of[m], g_tokens[m], att if m == 'text' else None) for m in MODALITIES]
-    outputs = self._encode(jobs, packed)
-    terms = {}
-    if cfg.loss.use_lpmm:
-        h = _split_joint(outputs[:len(members)], members, tokens)
+        h = self._joint_encode(tokens, keep)
         pos = self.decoder_pos
         pred_v = self._decode_patches('video', h['video'].reshape(v_vis.shape), vm, pos.video())     # (B, T, N, P)
         pred_a = self._decode_patches('audio', h['audio'], am, pos.audio())                          # (B, N, P)
@@ -282,7 +225,9 @@ def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None, packed:b
         sel = labels != IGNORE                       # the vocabulary head runs on the selected words only
         terms['lpmm_text'] = masked_token_ce(self.heads['text'](t[sel])[None], labels[sel][None])
     if cfg.loss.use_gam:
-        emb = {m: self._embedding(m, o, att if m == 'text' else None) for m, o in zip(MODALITIES, outputs[len(members):])}
+        emb = {'video': self._global('video', (v_vis if visible_global else v_tok).flatten(1, 2)),
+               'audio': self._global('audio', a_vis if visible_global else a_tok),
+               'text': self._global('text', self.embed['text'](ids), att)}
         if cfg.loss.global_objective == 'gam': emb = {k: e[has_audio] for k, e in emb.items()}
         terms.update(self.criterion.global_matching(emb, generator))
     terms['loss'] = self.criterion.total(terms)

@@ -109,8 +109,9 @@ class Finetuner(nn.Module):
 
     def forward(self, batch:dict, generator=None) -> dict:
         m = self.model
-        e = m.encode(video=batch['video'], audio=batch['audio'], text=(batch['text_ids'], batch['text_mask']))   # one pass
-        t, v, a = e['text'], e['video'], e['audio']
+        t = m.encode_text(batch['text_ids'], batch['text_mask'])
+        v = m.encode_video(batch['video'])
+        a = m.encode_audio(batch['audio'])
         has = batch.get('has_audio', torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
         terms = {'ft_text_video_nce': self.nce(t, v), 'ft_text_audio_nce': self.nce(t[has], a[has])}
         terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
@@ -124,7 +125,8 @@ def stage_data(cfg:Config, stage:str, rank:int=0) -> tuple[list, ClipCache|None,
     records = read_manifest(cfg.data.manifest)
     cache = None
     if cfg.data.cache_dir:
-        if rank == 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error, cfg.data.num_workers)
+        if rank == 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error,
+                                        cfg.data.cache_workers or os.cpu_count() or 1)   # decoding: every core
         if torch.distributed.is_initialized(): torch.distributed.barrier()
         if rank != 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error, progress=False)
     a = cfg.model.audio
