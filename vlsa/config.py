@@ -210,7 +210,7 @@ class DataConfig:
     manifest: str = 'data/syncbench/cpu/manifest.jsonl'  # JSON Lines, DESIGN.md's schema
     cache_dir: str = 'data/cache'  # decoded-clip cache ('' to decode every time)
     num_workers: int = 2           # loader processes (0: load in the training process)
-    cache_workers: int = 0         # processes that build the clip cache (0: one per core)
+    cache_workers: int = 0         # processes that build the clip cache (0: one per core, 1: this one)
     on_error: str = 'skip'         # 'skip' bad clips (logged, counted) or 'raise'
     max_bad_fraction: float = 0.05 # stop when more than this share of clips is bad
     eval_split: str = 'val'        # split scored during training

@@ -271,7 +271,7 @@ class ClipCache:
             frames = np.memmap(tmp / 'frames.u8', np.uint8, 'w+', shape=(n, s['num_frames'], s['side'], s['side'], 3))
             specs = np.memmap(tmp / 'spec.f16', np.float16, 'w+', shape=(n, 1, self.cfg.audio.freq_bins, self.cfg.audio.time_frames))
             has_audio, bad = [False] * n, {}
-            pool = ProcessPoolExecutor(num_workers, mp_context=mp.get_context('spawn')) if num_workers else None
+            pool = ProcessPoolExecutor(num_workers, mp_context=mp.get_context('spawn')) if num_workers > 1 else None
             results = pool.map(_decode_for_cache, self.records, [self.cfg] * n, chunksize=4) if pool else \
                       (_decode_for_cache(r, self.cfg) for r in self.records)
             for k, (r, out) in enumerate(tqdm(zip(self.records, results), total=n, desc='caching clips', disable=not progress)):

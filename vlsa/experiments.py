@@ -36,7 +36,8 @@ def run_name(variant:str, seed:int, stage:str) -> str:
 
 # %% ../nbs/50_experiments.ipynb #6acdaf73
 SMOKE_MODEL = {'model.encoder.width': 32, 'model.encoder.depth': 1, 'model.encoder.heads': 2, 'model.decoder.width': 32,
-               'model.decoder.depth': 1, 'model.decoder.heads': 2, 'model.embed_dim': 16, 'data.num_workers': 0}
+               'model.decoder.depth': 1, 'model.decoder.heads': 2, 'model.embed_dim': 16, 'data.num_workers': 0,
+               'data.cache_workers': 1}
 SMOKE_STAGE = {'batch_size': 8, 'steps': 2, 'warmup_steps': 1, 'log_every': 1, 'eval_every': 0, 'ckpt_every': 0}
 
 @dataclass

@@ -14,8 +14,8 @@ from .config import LossConfig
 from .masking import IGNORE
 
 # %% auto #0
-__all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_grad', 'InfoNCE', 'PairMatching', 'GlobalMatching',
-           'VLSALoss']
+__all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_grad', 'InfoNCE', 'PairMatching', 'in_batch_top1',
+           'spread', 'GlobalMatching', 'VLSALoss']
 
 # %% ../nbs/13_losses.ipynb #597edc10
 def masked_patch_mse(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix:bool=True) -> torch.Tensor:
@@ -96,8 +96,20 @@ class PairMatching(nn.Module):
 GLOBAL_PAIRS = {'gam': (('audio', 'video'), ('audio', 'text')),   # audio is the pivot
                 'vtm': (('video', 'text'),)}                      # the ablation: video-text matching
 
+@torch.no_grad()
+def in_batch_top1(x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
+    "How often a row's own partner is its most similar in the batch, both ways: chance is 1/B. x, y: (B, D)."
+    sim, own = x.float() @ y.float().T, torch.arange(len(x), device=x.device)
+    return ((sim.argmax(1) == own).float().mean() + (sim.argmax(0) == own).float().mean()) / 2
+
+@torch.no_grad()
+def spread(x:torch.Tensor) -> torch.Tensor:
+    "Mean cosine between the normalized embeddings (B, D) of different clips: near 1 when they have collapsed."
+    sim = x.float() @ x.float().T
+    return (sim.sum() - sim.diagonal().sum()) / max(1, len(x) * (len(x) - 1))
+
 class GlobalMatching(nn.Module):
-    "InfoNCE + binary matching on the configured pairs; terms named `{objective}_{a}_{b}_nce|match`."
+    "InfoNCE + binary matching on the configured pairs; terms `{objective}_{a}_{b}_nce|match`, and diagnostics."
     def __init__(self, cfg:LossConfig, dim:int):
         super().__init__()
         self.objective, self.use_matching = cfg.global_objective, cfg.use_matching
@@ -114,6 +126,8 @@ class GlobalMatching(nn.Module):
             if self.use_matching:
                 out[f'{name}_match'], out[f'{name}_match_acc'] = self.match[f'{a}_{b}'](
                     emb[a], emb[b], self.nce.scale.detach(), generator)
+            out[f'{name}_top1'] = in_batch_top1(emb[a], emb[b])
+        for m in dict.fromkeys(m for pair in self.pairs for m in pair): out[f'spread_{m}'] = spread(emb[m])
         out['temperature'] = (1 / self.nce.scale).detach()
         return out
 

@@ -14,7 +14,7 @@ from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, seed_stat
 
 # %% auto #0
 __all__ = ['PAPER', 'REPORTED', 'PAPER_ORDER', 'our_row', 'chance_row', 'paper_row', 'fmt', 'markdown_table', 'write_table',
-           'ordering', 'ablation_frame', 'ablation_chart']
+           'ordering', 'verdict', 'verdicts', 'ablation_frame', 'ablation_chart', 'training_figure']
 
 # %% ../nbs/51_tables.ipynb #fee15139
 PAPER = {
@@ -84,6 +84,17 @@ def ordering(means:dict[str, float]) -> dict:
     pairs = {f'{a} > {b}': bool(means[a] > means[b]) for a, b in zip(PAPER_ORDER, PAPER_ORDER[1:])}
     return {'order': ours, 'pairs': pairs, 'holds': all(pairs.values())}
 
+def verdict(a:tuple, b:tuple) -> str:
+    "(mean, sd, n) of two variants: 'holds' if a beats b by more than the larger sd, 'reversed' if b beats a so, else 'within noise'."
+    (ma, sa, _), (mb, sb, _) = a, b
+    noise = 0.0 if math.isnan(sa) or math.isnan(sb) else max(sa, sb)   # one seed has no spread: only the sign counts
+    if abs(ma - mb) <= noise: return 'within noise'
+    return 'holds' if ma > mb else 'reversed'
+
+def verdicts(stats:dict[str, tuple]) -> dict[str, str]:
+    "Every pair of the paper's order (both > gam > lpmm > neither), judged by `verdict` on variant -> (mean, sd, n)."
+    return {f'{a} > {b}': verdict(stats[a], stats[b]) for i, a in enumerate(PAPER_ORDER) for b in PAPER_ORDER[i + 1:]}
+
 # %% ../nbs/51_tables.ipynb #15118742
 def ablation_frame(P:Profile, ks=('R@1', 'R@5', 'R@10')) -> pd.DataFrame:
     "Long form: one row per (source, direction, variant, metric, seed), ours per seed, the paper's once."
@@ -115,4 +126,31 @@ def ablation_chart(frame:pd.DataFrame, path=None):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110, metadata={'Software': None})   # no version stamp: the same bytes every run
+    return fig
+
+# %% ../nbs/51_tables.ipynb #8a2e27a9
+def training_figure(log_path, batch:int, path=None, title:str=''):
+    "Panels of a run's log.jsonl: each loss term and diagnostic over the steps, with its chance level where it has one."
+    import json
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    log = pd.DataFrame([json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()])
+    pick = lambda test: [c for c in log.columns if test(c)]
+    panels = [('InfoNCE', pick(lambda c: c.endswith('_nce')), math.log(batch), 'ln B'),
+              ('matching (BCE)', pick(lambda c: c.endswith('_match')), math.log(2), 'ln 2'),
+              ('in-batch top-1', pick(lambda c: c.endswith('_top1')), 1 / batch, '1/B'),
+              ('embedding spread (mean cosine)', pick(lambda c: c.startswith('spread_')), None, ''),
+              ('LPMM patches (MSE)', pick(lambda c: c in ('lpmm_video', 'lpmm_audio')), None, ''),
+              ('LPMM masked words (CE)', pick(lambda c: c == 'lpmm_text'), None, '')]
+    panels = [p for p in panels if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (name, cols, chance, label) in zip(axes[0], panels):
+        for c in cols: ax.plot(log['step'], log[c], label=c.replace('gam_', '').replace('vtm_', '').replace('_nce', '')
+                                                             .replace('_match', '').replace('_top1', '').replace('spread_', ''))
+        if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=f'chance ({label})')
+        ax.set(title=name, xlabel='step'); ax.legend(fontsize=7)
+    fig.suptitle(title or str(Path(log_path).parent.name)); fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, metadata={'Software': None})   # no version stamp: the same bytes every run
     return fig
