@@ -32,7 +32,7 @@ def write_media(path, frames:np.ndarray|None, fps:float=16, audio:np.ndarray|Non
                 video_codec:str='libx264', audio_codec:str='aac', pix_fmt:str='yuv420p', frame_times:np.ndarray|None=None,
                 options:dict|None=None, format:str|None=None, audio_bit_rate:int|None=None, audio_options:dict|None=None,
                 video_from=None):
-    "Encode (T, H, W, 3) uint8 `frames` (or copy the video stream of the file `video_from`) and (S,) or (C, S) float `audio` in [-1, 1] into `path` with PyAV."
+    "Encode (T, H, W, 3) uint8 `frames` (or copy the file `video_from`'s video stream) and (S,) or (C, S) `audio` into `path`."
     import av
     path = str(path)
     src = av.open(str(video_from)) if video_from is not None else None   # its video packets are copied, not re-encoded

@@ -97,7 +97,7 @@ def resolve_precision(precision:str, device:torch.device) -> str:
     return precision
 
 def make_optimizer(net:nn.Module, tc, device:torch.device) -> torch.optim.AdamW:
-    "AdamW over `param_groups`; on a CPU the fused kernel (one pass over all parameters, ~15x faster than the loop)."
+    "AdamW over `param_groups`; on a CPU the fused kernel (one pass over all parameters: 11 ms a step, the loop 71)."
     fused = {'fused': True} if device.type == 'cpu' else {}   # a GPU keeps torch's default (foreach)
     return torch.optim.AdamW(param_groups(net, tc.weight_decay), lr=tc.scaled_lr, betas=tc.betas, **fused)
 
@@ -270,8 +270,8 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
             checkpoint('final')
             table = evaluation()
             (run_dir / 'summary.json').write_text(json.dumps({'stage': stage, 'steps': state['step'], 'precision': precision,
-                'bad_clips': len(loader.bad),
-                'eval_split': cfg.data.eval_split, 'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
+                'bad_clips': len(loader.bad), 'eval_split': cfg.data.eval_split,
+                'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
         if loader.bad and main: log.warning(loader.report())
     finally:
         bar.close()
