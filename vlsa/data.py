@@ -228,6 +228,10 @@ def cache_key(records:list[ClipRecord], cfg:ModelConfig) -> str:
         h.update(json.dumps([r.id, r.split, r.captions, r.meta, stats], sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
+def _one_thread():
+    "A cache worker's initializer: one torch thread per process (two processes of two threads on two cores ran 2.5x slower)."
+    torch.set_num_threads(1)
+
 def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     "Worker: (frames uint8 (T, side, side, 3), spectrogram float16 (1, F, T'), has_audio) or the error text."
     import torch.nn.functional as F
@@ -271,7 +275,8 @@ class ClipCache:
             frames = np.memmap(tmp / 'frames.u8', np.uint8, 'w+', shape=(n, s['num_frames'], s['side'], s['side'], 3))
             specs = np.memmap(tmp / 'spec.f16', np.float16, 'w+', shape=(n, 1, self.cfg.audio.freq_bins, self.cfg.audio.time_frames))
             has_audio, bad = [False] * n, {}
-            pool = ProcessPoolExecutor(num_workers, mp_context=mp.get_context('spawn')) if num_workers > 1 else None
+            pool = ProcessPoolExecutor(num_workers, mp_context=mp.get_context('spawn'), initializer=_one_thread) \
+                   if num_workers > 1 else None
             results = pool.map(_decode_for_cache, self.records, [self.cfg] * n, chunksize=4) if pool else \
                       (_decode_for_cache(r, self.cfg) for r in self.records)
             for k, (r, out) in enumerate(tqdm(zip(self.records, results), total=n, desc='caching clips', disable=not progress)):
