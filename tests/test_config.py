@@ -1,4 +1,4 @@
-"""The `base` preset against every setting in PAPER.md's table ("Facts to implement"), row by row.
+"""The `base` preset against every setting the paper states (arXiv 2405.07202), row by row.
 
 The expected values are written here from the paper, independently of vlsa.config."""
 import json

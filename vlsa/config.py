@@ -207,7 +207,7 @@ class TrainConfig:
 @dataclass
 class DataConfig:
     "Where the clips come from and how they are read."
-    manifest: str = 'data/syncbench/cpu/manifest.jsonl'  # JSON Lines, DESIGN.md's schema
+    manifest: str = 'data/syncbench/cpu/manifest.jsonl'  # JSON Lines, the schema of 03_data
     cache_dir: str = 'data/cache'  # decoded-clip cache ('' to decode every time)
     num_workers: int = 2           # loader processes (0: load in the training process)
     cache_workers: int = 0         # processes that build the clip cache (0: one per core, 1: this one)
@@ -291,7 +291,7 @@ def config_from_json(text:str) -> Config:
 
 # %% ../nbs/00_config.ipynb #f73d4dc7
 def base_config() -> Config:
-    "The paper's model and settings (PAPER.md), unchanged."
+    "The paper's model and settings (arXiv 2405.07202), unchanged."
     return Config(name='base')
 
 def tiny_config() -> Config:

@@ -308,7 +308,7 @@ def render_audio(spec:ClipSpec, seconds:float=SECONDS) -> tuple[np.ndarray, dict
 
 # %% ../nbs/04_synth.ipynb #1b492094
 def clip_record(spec:ClipSpec, video:str, narration:dict, caps:list[str]) -> dict:
-    "The manifest line of a clip (DESIGN.md's schema, with SyncBench's `meta`)."
+    "The manifest line of a clip (the schema of 03_data, with SyncBench's `meta`)."
     meta = {'transcript': ' '.join(spec.sentences), 'seed': spec.seed, 'audio_rate': spec.audio_rate,
             'objects': [{'shape': o.shape, 'color': o.color, 'motion': o.motion, 'sound': o.sound, 'pitch': o.pitch,
                          'events': [round(e / FPS, 4) for e in o.events]} for o in spec.objects],

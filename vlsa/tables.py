@@ -133,7 +133,7 @@ MATCH_PRIOR_BCE = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)   # a matchin
 
 def training_figure(log_path, batch:int, path=None, title:str=''):
     "Panels of a run's log.jsonl: each loss term and diagnostic over the steps, with its chance level where it has one."
-    import json
+    import json, re
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     log = pd.DataFrame([json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()])
@@ -147,8 +147,7 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (name, cols, chance, label) in zip(axes[0], panels):
-        for c in cols: ax.plot(log['step'], log[c], label=c.replace('gam_', '').replace('vtm_', '').replace('_nce', '')
-                                                             .replace('_match', '').replace('_top1', '').replace('spread_', ''))
+        for c in cols: ax.plot(log['step'], log[c], label=re.sub(r'^(gam|vtm|spread)_|_(nce|match|top1)$', '', c))   # the pair
         if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=f'chance ({label})')
         ax.set(title=name, xlabel='step'); ax.legend(fontsize=7)
     fig.suptitle(title or str(Path(log_path).parent.name)); fig.tight_layout()
