@@ -190,3 +190,66 @@ def test_cli_help():
     from pathlib import Path
     out = subprocess.run([str(Path(sys.executable).parent / 'vlsa'), 'synth', '--help'], capture_output=True, text=True)
     assert out.returncode == 0 and '--profile' in out.stdout and '--desync' in out.stdout
+
+
+def test_manifest_records_the_version_the_rule_and_the_size(bench):
+    from vlsa.synth import MATERIALS, SIZES, VERSION, rule
+    root, manifest, records = bench
+    assert VERSION == 2 and json.loads((manifest.parent / 'syncbench.json').read_text())['version'] == VERSION
+    for r in records:
+        assert r['meta']['version'] == VERSION and r['meta']['linked'] is True
+        for o in r['meta']['objects']:
+            assert o['size'] in SIZES and o['material'] == MATERIALS[o['shape']]
+            assert o['follows_rule'] == ((o['sound'], o['pitch']) == rule(o['shape'], o['size']))
+
+
+def test_sound_follows_sight_except_for_one_object_in_five():
+    from vlsa.synth import EXCEPTIONS, clip_record, reveals
+    specs = plan({'pretrain': 4000}, seed=3)
+    first = np.mean([s.objects[0].follows_rule for s in specs])   # a second object is redrawn if it sounds like the first
+    assert abs(first - (1 - EXCEPTIONS)) < 0.02, first
+    assert all(s.objects[0].sound != s.objects[1].sound for s in specs if len(s.objects) == 2)
+    control = plan({'pretrain': 4000}, seed=3, linked=False)
+    assert abs(np.mean([s.objects[0].follows_rule for s in control]) - 1 / 8) < 0.02   # chance: 4 sounds x 2 pitches
+    seen = lambda specs: reveals([{**clip_record(s, '', {}, []), 'meta': {**clip_record(s, '', {}, [])['meta'], 'transcript': ''}}
+                                  for s in specs])
+    linked, unlinked = seen(specs), seen(control)
+    assert linked['sound']['video'] > 0.4 and linked['pitch']['video'] > 0.3   # the picture tells much of the sound
+    assert unlinked['sound']['video'] < 0.01 and unlinked['pitch']['video'] < 0.01   # and in the control, nothing
+
+
+def test_impacts_ring_out_and_appearances_swell_and_rise():
+    from vlsa.synth import SOUNDS, note
+    sr, rng = 22_050, np.random.default_rng(0)
+    def pitch_track(y):   # the strongest frequency in the first and the last 80 ms of the held part
+        seg = lambda a, b: np.abs(np.fft.rfft(y[int(a * sr):int(b * sr)] * np.hanning(int((b - a) * sr))))
+        f = np.fft.rfftfreq(int(0.08 * sr), 1 / sr)
+        return f[seg(0.02, 0.1).argmax()], f[seg(0.2, 0.28).argmax()]
+    for s in SOUNDS:
+        hit, appear = note(s, 'low', sr, rng), note(s, 'low', sr, rng, appear=True)
+        rms = lambda y, a, b: np.sqrt(np.mean(y[int(a * sr):int(b * sr)] ** 2))
+        assert rms(hit, 0.2, 0.28) < 0.5 * rms(hit, 0.0, 0.08), s            # a strike decays
+        assert rms(appear, 0.2, 0.28) > 0.5 * rms(appear, 0.0, 0.08), s      # an appearance holds
+        assert np.abs(hit[:int(0.002 * sr)]).max() > 2 * np.abs(appear[:int(0.002 * sr)]).max(), s   # and swells in
+    lo, hi = pitch_track(note('knock', 'low', sr, rng, appear=True))
+    assert hi > 1.3 * lo, (lo, hi)                                              # rising by about a fifth
+
+
+def test_narration_names_objects_actions_and_sounds_with_filler_and_slips():
+    from vlsa.synth import FILLER, named, with_narration
+    specs = [with_narration(s) for s in plan({'val': 300}, seed=1)]
+    said = [named(' '.join(s.sentences)) for s in specs]
+    share = lambda key: np.mean([bool(n[key]) for n in said])
+    assert share('shape') > 0.3 and share('sound') > 0.3 and share('color') > 0.2 and share('motion') > 0.05
+    assert any(set(s.sentences) <= set(FILLER) for s in specs)                  # sometimes only filler
+    one = [(s.objects[0], n) for s, n in zip(specs, said) if len(s.objects) == 1 and n['color']]
+    wrong = np.mean([n['color'] != o.color for o, n in one])
+    assert 0 < wrong < 0.15, wrong                                              # a slip now and then
+
+
+def test_the_data_card_table_is_what_the_generator_gives():
+    "The card's table of what each modality reveals is computed, and current (tools/render_data_card.py rewrites it)."
+    from pathlib import Path
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'render_data_card.py'
+    out = subprocess.run([sys.executable, str(tool), '--check'], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_synth.ipynb #8833232e
 from __future__ import annotations
-import argparse, functools, json, os, sys, time
+import argparse, functools, json, os, re, sys, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -14,33 +14,49 @@ from .media import write_media
 from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 
 # %% auto #0
-__all__ = ['FPS', 'SECONDS', 'SHAPES', 'COLORS', 'MOTIONS', 'SOUNDS', 'PITCHES', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE',
-           'SHAPE_WORDS', 'SOUND_WORDS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS',
-           'PROFILES', 'SceneObject', 'ClipSpec', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits',
-           'sibling', 'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'trajectory', 'render_frames',
-           'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'generate', 'synth_command']
+__all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
+           'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'SHAPE_WORDS', 'SIZE_WORDS', 'MATERIAL_WORDS',
+           'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS', 'TEMPLATES', 'SHOWN',
+           'RELATED', 'ATTRIBUTES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SceneObject', 'ClipSpec', 'rule', 'heard',
+           'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase',
+           'narration_sentences', 'captions', 'named', 'reveals', 'reveal_table', 'shape_mask', 'side', 'trajectory',
+           'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'generate',
+           'synth_command']
 
 # %% ../nbs/04_synth.ipynb #0893f108
+VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
 FPS, SECONDS = 16, 4.0
 SHAPES = ('circle', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross')
 COLORS = {'red': (225, 45, 45), 'green': (40, 185, 70), 'blue': (55, 100, 240), 'yellow': (240, 215, 40),
           'purple': (155, 70, 210), 'orange': (245, 140, 30), 'white': (240, 240, 240), 'pink': (245, 130, 195)}
+SIZES = {'small': 24 / 112, 'large': 36 / 112}   # side as a share of the frame: 14 and 21 px at the cpu profile's 64
 MOTIONS = {'bounce_floor': (1, 2, 3), 'bounce_walls': (1, 2, 3), 'pop': (1, 2, 3), 'fall_stop': (1,), 'slide_stop': (1,)}
-SOUNDS = ('piano', 'bell', 'drum', 'whistle', 'violin', 'clap', 'buzzer', 'marimba')
+MATERIALS = {'circle': 'rubber', 'square': 'wood', 'cross': 'wood', 'triangle': 'glass', 'diamond': 'glass',
+             'star': 'metal', 'hexagon': 'metal'}
+SOUND_OF = {'rubber': 'thud', 'wood': 'knock', 'glass': 'clink', 'metal': 'clang'}   # a material's sound family
+SOUNDS = tuple(SOUND_OF.values())
 PITCHES = {'low': 220.0, 'high': 880.0}
+PITCH_OF = {'small': 'high', 'large': 'low'}      # small things ring high, large ones low
+EXCEPTIONS = 0.2                                  # the share of objects that break the rule
 BACKGROUNDS = ((20, 20, 24), (30, 34, 48), (44, 38, 32), (18, 40, 36), (52, 52, 56), (36, 24, 44))
-VISUAL, AUDIBLE = ('shape', 'color', 'motion'), ('sound', 'pitch')
+VISUAL, AUDIBLE = ('shape', 'color', 'size', 'motion'), ('sound', 'pitch')
 
 @dataclass
 class SceneObject:
     "One object: what it looks like, how it moves, what it sounds like, and the frames of its events."
     shape: str
     color: str
+    size: str
     motion: str
     sound: str
     pitch: str
     events: tuple[int, ...]       # frame indices of impacts or appearances
     lane: float = 0.5             # where across the frame it moves (0..1)
+
+    @property
+    def material(self) -> str: return MATERIALS[self.shape]
+    @property
+    def follows_rule(self) -> bool: return (self.sound, self.pitch) == rule(self.shape, self.size)
 
 @dataclass
 class ClipSpec:
@@ -55,11 +71,23 @@ class ClipSpec:
     voice: str
     speech_rate: int
     speech_pitch: int
+    linked: bool = True            # sound follows sight (False: the control, where it is drawn independently)
     sentences: list[str] = field(default_factory=list)
     sibling: str|None = None       # the test clip that differs in one attribute
     differs: str|None = None       # which attribute
 
 # %% ../nbs/04_synth.ipynb #8c3da9d6
+def rule(shape:str, size:str) -> tuple[str, str]:
+    "What an object sounds like by the rule: its material's sound family, at its size's pitch."
+    return SOUND_OF[MATERIALS[shape]], PITCH_OF[size]
+
+def heard(rng:np.random.Generator, shape:str, size:str, linked:bool=True) -> tuple[str, str]:
+    "(sound, pitch): the rule's, except for one object in five, which sounds like any other; all random if not linked."
+    combos = [(s, p) for s in SOUNDS for p in PITCHES]
+    if linked and rng.random() >= EXCEPTIONS: return rule(shape, size)
+    pool = [c for c in combos if c != rule(shape, size)] if linked else combos
+    return pool[int(rng.integers(len(pool)))]
+
 def sample_events(rng, n:int, taken:list[int], frames:int=int(FPS * SECONDS)) -> tuple[int, ...]:
     "n event frames in [6, frames - 7], 8 frames apart within an object and 4 from other objects' events."
     for _ in range(1000):
@@ -67,26 +95,27 @@ def sample_events(rng, n:int, taken:list[int], frames:int=int(FPS * SECONDS)) ->
         if all(b - a >= 8 for a, b in zip(ev, ev[1:])) and all(abs(e - t) >= 4 for e in ev for t in taken): return tuple(ev)
     raise RuntimeError('could not place the events')
 
-def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int) -> ClipSpec:
-    "A random scene: one or two objects (different colours and sounds), a background, a voice."
+def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int, linked:bool=True) -> ClipSpec:
+    "A random scene: one or two objects (different colours, different sounds), a background, a voice."
     objects, taken = [], []
-    colors, sounds = list(COLORS), list(SOUNDS)
     n_objects = int(rng.integers(1, 3))
     for k in range(n_objects):
         # two objects keep apart: no sliding along the floor through the other's place
         motion = str(rng.choice([m for m in MOTIONS if n_objects == 1 or m != 'slide_stop']))
         n = int(rng.choice(MOTIONS[motion]))
-        color, sound = str(rng.choice(colors)), str(rng.choice(sounds))
-        colors.remove(color); sounds.remove(sound)
+        color = str(rng.choice([c for c in COLORS if all(c != o.color for o in objects)]))
+        for _ in range(100):   # a second object sounds different from the first, so that the ear can tell them apart
+            shape, size = str(rng.choice(SHAPES)), str(rng.choice(list(SIZES)))
+            sound, pitch = heard(rng, shape, size, linked)
+            if all(sound != o.sound for o in objects): break
         ev = sample_events(rng, n, taken); taken += ev
-        objects.append(SceneObject(str(rng.choice(SHAPES)), color, motion, sound, str(rng.choice(list(PITCHES))), ev,
-                                   lane=0.3 + 0.4 * k))   # two objects keep to their own lanes
+        objects.append(SceneObject(shape, color, size, motion, sound, pitch, ev,
+                                   lane=0.15 + 0.7 * k))   # two objects keep to their own lanes
     if len(objects) == 1: objects[0].lane = float(rng.uniform(0.3, 0.7))
     voice = f'{rng.choice(VOICES)}+{rng.choice(VARIANTS)}'
-    spec = ClipSpec(clip_id, split, seed, objects, tuple(int(c) for c in BACKGROUNDS[rng.integers(len(BACKGROUNDS))]),
+    return ClipSpec(clip_id, split, seed, objects, tuple(int(c) for c in BACKGROUNDS[rng.integers(len(BACKGROUNDS))]),
                     bool(rng.random() < 0.5), int(rng.choice([22_050, 44_100])), voice, int(rng.integers(210, 261)),
-                    int(rng.integers(30, 71)))
-    return spec
+                    int(rng.integers(30, 71)), linked)
 
 def with_narration(spec:ClipSpec) -> ClipSpec:
     "The spec with its narration chosen (from its own seed, so that a test pair says the same words where it can)."
@@ -107,7 +136,7 @@ def fits(spec:ClipSpec, seconds:float=SECONDS - 0.2) -> bool:
 
 # %% ../nbs/04_synth.ipynb #94621d26
 def sibling(spec:ClipSpec, rng:np.random.Generator, attribute:str, clip_id:str) -> ClipSpec:
-    "A copy of `spec` that differs in exactly one attribute of one object: shape, color, motion, sound or pitch."
+    "A copy of `spec` that differs in exactly one attribute of one object: shape, color, size, motion, sound or pitch."
     objects = [replace(o) for o in spec.objects]
     k = int(rng.integers(len(objects)))
     o, others = objects[k], objects[:k] + objects[k + 1:]
@@ -115,21 +144,26 @@ def sibling(spec:ClipSpec, rng:np.random.Generator, attribute:str, clip_id:str) 
         choices = [m for m, counts in MOTIONS.items() if m != o.motion and len(o.events) in counts
                    and (len(objects) == 1 or m != 'slide_stop')]
     else:
-        pool = {'shape': SHAPES, 'color': list(COLORS), 'sound': SOUNDS, 'pitch': list(PITCHES)}[attribute]
+        pool = {'shape': SHAPES, 'color': list(COLORS), 'size': list(SIZES), 'sound': SOUNDS, 'pitch': list(PITCHES)}[attribute]
         used = {getattr(x, attribute) for x in others} if attribute in ('color', 'sound') else set()
         choices = [v for v in pool if v != getattr(o, attribute) and v not in used]
+    # one attribute changes and nothing follows it: a pair apart in a heard attribute is apart only to the ear
     objects[k] = replace(o, **{attribute: str(rng.choice(choices))})
     return replace(spec, id=clip_id, objects=objects, sibling=spec.id, differs=attribute, sentences=[])
 
 # %% ../nbs/04_synth.ipynb #34ee6950
 SHAPE_WORDS = {'circle': ('circle', 'ball', 'disc'), 'square': ('square', 'box', 'block'), 'triangle': ('triangle',),
                'star': ('star',), 'diamond': ('diamond', 'rhombus'), 'hexagon': ('hexagon',), 'cross': ('cross', 'plus sign')}
-SOUND_WORDS = {'piano': ('piano note', 'piano'), 'bell': ('bell', 'chime'), 'drum': ('drum', 'drum hit'),
-               'whistle': ('whistle',), 'violin': ('violin note', 'bowed string'), 'clap': ('clap', 'handclap'),
-               'buzzer': ('buzzer', 'buzz'), 'marimba': ('marimba', 'wooden mallet note')}
+SIZE_WORDS = {'small': ('small', 'little', 'tiny'), 'large': ('big', 'large')}
+MATERIAL_WORDS = {'rubber': 'rubber', 'wood': 'wooden', 'glass': 'glass', 'metal': 'metal'}
+SOUND_WORDS = {'thud': ('thud', 'thump'), 'knock': ('knock', 'wooden knock'), 'clink': ('clink', 'glassy clink'),
+               'clang': ('clang', 'metallic clang')}
+SOUND_VERBS = {'thud': 'thuds', 'knock': 'knocks', 'clink': 'clinks', 'clang': 'clangs'}
 PITCH_WORDS = {'low': ('low', 'deep', 'low-pitched'), 'high': ('high', 'high-pitched', 'bright')}
 TIMES = {1: ('once',), 2: ('twice', 'two times'), 3: ('three times',)}
 NUMBER = {1: 'one', 2: 'two', 3: 'three'}
+FILLER = ('Okay, here we go.', 'So, let us see.', 'Alright, next one.', 'Watch closely now.', 'And there it is.',
+          'Um, right.')
 
 def motion_phrase(o:SceneObject, rng) -> str:
     "What the object does, with its count: 'bounces on the floor twice'."
@@ -140,21 +174,34 @@ def motion_phrase(o:SceneObject, rng) -> str:
             'fall_stop': rng.choice(['falls and stops', 'drops to the floor and stays']),
             'slide_stop': rng.choice(['slides and stops', 'slides into the wall and stops'])}[o.motion]
 
+SLIPS = 0.15   # the share of sentences in which the narrator names one attribute wrongly
+
+def _slipped(o:SceneObject, rng) -> SceneObject:
+    "The object as a narrator who slips sees it: one of colour, shape, size or sound named wrongly."
+    key = str(rng.choice(['color', 'shape', 'size', 'sound']))
+    pool = {'color': list(COLORS), 'shape': SHAPES, 'size': list(SIZES), 'sound': SOUNDS}[key]
+    return replace(o, **{key: str(rng.choice([v for v in pool if v != getattr(o, key)]))})
+
 def narration_sentences(spec:ClipSpec, rng) -> list[str]:
-    "One or two short sentences, about the scene or filler, never about the sounds."
-    o = spec.objects[0]
-    name = f'{o.color} {rng.choice(SHAPE_WORDS[o.shape])}'
-    filler = ['Okay, here we go.', 'So, let us see.', 'Alright, next one.', 'Watch closely now.', 'And there it is.']
-    about = [f'Here is a {name}.', f'Look at the {name}.', f'This {name} {motion_phrase(o, rng)}.',
-             f'Watch it, it {motion_phrase(o, rng)}.', f'Now a {name} again.']
-    first = str(rng.choice(about if rng.random() < 0.7 else filler))
-    sentences = [first] if rng.random() < 0.5 else [first, str(rng.choice(filler + about[:2]))]
+    "One or two short sentences, as a narrator says them: what an object is, what it does, what it sounds like, or filler."
+    o = spec.objects[int(rng.integers(len(spec.objects)))]
+    if rng.random() < SLIPS: o = _slipped(o, rng)
+    shape, size = rng.choice(SHAPE_WORDS[o.shape]), rng.choice(SIZE_WORDS[o.size])
+    name, sound = f'{size} {o.color} {shape}', f'{rng.choice(PITCH_WORDS[o.pitch])} {rng.choice(SOUND_WORDS[o.sound])}'
+    times = rng.choice(TIMES[len(o.events)])
+    seen = [f'Here is a {name}.', f'Look at the {name}.', f'The {name} {motion_phrase(o, rng)}.']
+    heard = [f'Hear that {sound}?', f'It makes a {sound}.', f'That is a {sound}.']
+    both = [f'The {MATERIAL_WORDS[o.material]} {shape} {SOUND_VERBS[o.sound]} {times}.',
+            f'A {name} {SOUND_VERBS[o.sound]}.', f'The {name} makes a {sound}.']
+    kind = rng.choice(3, p=[0.4, 0.2, 0.4])
+    first = str(rng.choice([seen, heard, both][kind] if rng.random() < 0.85 else FILLER))
+    sentences = [first] if rng.random() < 0.5 else [first, str(rng.choice([x for x in heard + both + list(FILLER) if x != first]))]
     while len(sentences) > 1 and not fits(replace(spec, sentences=sentences)): sentences = sentences[:1]
-    if not fits(replace(spec, sentences=sentences)): sentences = [str(rng.choice(filler))]   # short enough always
+    if not fits(replace(spec, sentences=sentences)): sentences = [str(rng.choice(FILLER))]   # short enough always
     return sentences
 
 # %% ../nbs/04_synth.ipynb #92df647b
-def _obj(o, rng): return f'{o.color} {rng.choice(SHAPE_WORDS[o.shape])}'
+def _obj(o, rng): return f'{rng.choice(SIZE_WORDS[o.size])} {o.color} {rng.choice(SHAPE_WORDS[o.shape])}'
 def _snd(o, rng): return f'{rng.choice(PITCH_WORDS[o.pitch])} {rng.choice(SOUND_WORDS[o.sound])}'
 
 TEMPLATES = {  # kind: 'v' names what is seen only, 'a' what is heard only, 'b' both
@@ -165,13 +212,13 @@ TEMPLATES = {  # kind: 'v' names what is seen only, 'a' what is heard only, 'b' 
     'a2': lambda os, r: 'you can hear ' + ' and '.join(f'{NUMBER[len(o.events)]} {_snd(o, r)}{"s" if len(o.events) > 1 else ""}' for o in os),
     'a3': lambda os, r: 'the sound of ' + ' and '.join(f'a {_snd(o, r)}' for o in os),
     'b1': lambda os, r: ' and '.join(f'a {_obj(o, r)} {motion_phrase(o, r)} with a {_snd(o, r)}' for o in os),
-    'b2': lambda os, r: '; '.join(f'each time the {_obj(o, r)} {"appears" if o.motion == "pop" else "hits something"}, a {_snd(o, r)} plays' for o in os),
-    'b3': lambda os, r: ' and '.join(f'a {_snd(o, r)} rings {r.choice(TIMES[len(o.events)])} as the {_obj(o, r)} {motion_phrase(o, r).split(" ")[0]}' for o in os),
-    'b4': lambda os, r: ' and '.join(f'the {_obj(o, r)} makes a {_snd(o, r)} sound' for o in os),
+    'b2': lambda os, r: '; '.join(f'each time the {_obj(o, r)} {"appears" if o.motion == "pop" else "hits something"}, a {_snd(o, r)} sounds' for o in os),
+    'b3': lambda os, r: ' and '.join(f'a {_snd(o, r)} {r.choice(TIMES[len(o.events)])} as the {_obj(o, r)} {motion_phrase(o, r).split(" ")[0]}' for o in os),
+    'b4': lambda os, r: ' and '.join(f'the {_obj(o, r)} makes a {_snd(o, r)}' for o in os),
     'b5': lambda os, r: ' and '.join(f'{_obj(o, r)}, {r.choice(SOUND_WORDS[o.sound])}, {r.choice(PITCH_WORDS[o.pitch])} pitch, {NUMBER[len(o.events)]} hit{"s" if len(o.events) > 1 else ""}' for o in os),
     'b6': lambda os, r: ' and '.join(f'a {_obj(o, r)} that sounds like a {_snd(o, r)}' for o in os),
     'b7': lambda os, r: ' and '.join(f'{NUMBER[len(o.events)]} {_snd(o, r)}{"s" if len(o.events) > 1 else ""} from a {_obj(o, r)}' for o in os),
-    'b8': lambda os, r: ' and '.join(f'a {r.choice(SOUND_WORDS[o.sound])} plays whenever the {_obj(o, r)} {motion_phrase(o, r).split(" ")[0]}' for o in os),
+    'b8': lambda os, r: ' and '.join(f'the {r.choice(SIZE_WORDS[o.size])} {MATERIAL_WORDS[o.material]} {r.choice(SHAPE_WORDS[o.shape])} {SOUND_VERBS[o.sound]} {r.choice(TIMES[len(o.events)])}' for o in os),
 }
 
 def captions(spec:ClipSpec, rng, n:int=6) -> list[str]:
@@ -184,6 +231,63 @@ def captions(spec:ClipSpec, rng, n:int=6) -> list[str]:
             c = TEMPLATES[k](spec.objects, rng)
             if c not in out: out.append(c); break
     return out
+
+# %% ../nbs/04_synth.ipynb #813f64ca
+# What each modality shows of an object. The audio tells an impact from an appearance (`onset`), not the motion.
+SHOWN = {'video': ('shape', 'color', 'size', 'motion', 'count'), 'audio': ('sound', 'pitch', 'onset', 'count')}
+# What each attribute depends on, by the generator's design: conditioning on more would add estimation bias only
+RELATED = {'shape': ('sound', 'pitch'), 'size': ('sound', 'pitch'), 'sound': ('shape', 'size', 'pitch'),
+           'pitch': ('shape', 'size', 'sound'), 'motion': ('onset', 'count'), 'count': ('motion',), 'color': ()}
+ATTRIBUTES = ('shape', 'color', 'size', 'motion', 'count', 'sound', 'pitch')
+_MOTION_WORDS = {'bounce_floor': ('floor', 'ground'), 'bounce_walls': ('walls',), 'pop': ('pops', 'appears'),
+                 'fall_stop': ('falls', 'drops'), 'slide_stop': ('slides',)}
+
+def named(transcript:str) -> dict[str, str]:
+    "The value of each attribute that a transcript names ('' where it names none, or two)."
+    text, out = f' {transcript.lower()} ', {}
+    vocab = {'shape': SHAPE_WORDS, 'color': {c: (c,) for c in COLORS}, 'size': SIZE_WORDS, 'motion': _MOTION_WORDS,
+             'count': {n: TIMES[n] for n in TIMES}, 'pitch': PITCH_WORDS,
+             'sound': {s: SOUND_WORDS[s] + (SOUND_VERBS[s],) for s in SOUNDS}}
+    for key, words in vocab.items():
+        hits = {str(v) for v, ws in words.items() if any(re.search(rf'\b{re.escape(w)}\b', text) for w in ws)}
+        out[key] = hits.pop() if len(hits) == 1 else ''
+    return out
+
+def _entropy(*columns) -> float:
+    "Plug-in entropy (bits) of the joint distribution of the columns."
+    _, counts = np.unique(np.array(list(zip(*columns)), dtype=str), axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+def reveals(records:list[dict]) -> dict[str, dict[str, float]]:
+    "For each attribute, the share of its uncertainty that each modality removes, 1 - H(A | view) / H(A), over the one-object clips."
+    rows = []
+    for r in records:
+        if len(r['meta']['objects']) != 1: continue
+        o = r['meta']['objects'][0]
+        row = {k: str(o[k]) for k in ('shape', 'color', 'size', 'motion', 'sound', 'pitch')}
+        row.update(count=str(len(o['events'])), onset='appearance' if o['motion'] == 'pop' else 'impact')
+        row.update({f'said_{k}': v for k, v in named(r['meta']['transcript']).items()})
+        rows.append(row)
+    if not rows: raise ValueError('reveals: no one-object clip among the records')
+    col = lambda k: [row[k] for row in rows]
+    views = {**SHOWN, 'transcript': tuple(f'said_{k}' for k in ATTRIBUTES)}
+    out = {}
+    for a in ATTRIBUTES:
+        h = _entropy(col(a))
+        out[a] = {}
+        for m, shown in views.items():
+            keep = [k for k in shown if k.removeprefix('said_') in (a, *RELATED[a])]
+            h_given = _entropy(col(a), *map(col, keep)) - _entropy(*map(col, keep)) if keep else h
+            out[a][m] = round(max(0.0, 1 - h_given / h), 3) if h > 0 else 0.0
+    return out
+
+def reveal_table(records:list[dict]) -> str:
+    "`reveals` as a markdown table, in per cent."
+    r = reveals(records)
+    lines = ['| attribute | video | audio | transcript |', '| --- | --- | --- | --- |']
+    lines += [f"| {a} | {' | '.join(f'{100 * r[a][m]:.0f} %' for m in ('video', 'audio', 'transcript'))} |" for a in r]
+    return '\n'.join(lines)
 
 # %% ../nbs/04_synth.ipynb #f52fddd6
 def shape_mask(shape:str, s:int) -> np.ndarray:
@@ -201,6 +305,10 @@ def shape_mask(shape:str, s:int) -> np.ndarray:
         return r <= 0.45 + 0.5 * k ** 3
     raise ValueError(f'unknown shape {shape!r}')
 
+def side(o:SceneObject, size:int) -> int:
+    "The object's side in pixels, in a frame of `size`."
+    return max(8, round(SIZES[o.size] * size))
+
 def trajectory(o:SceneObject, frames:int, size:int, s:int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Top-left (x, y) of the object in every frame, and whether it is visible."
     t = np.arange(frames, dtype=float)
@@ -216,8 +324,9 @@ def trajectory(o:SceneObject, frames:int, size:int, s:int) -> tuple[np.ndarray, 
                 y[m] = floor - (floor - lo) * min(1.0, (b - a) / 24) * 4 * u[m] * (1 - u[m])
         else: y[t >= ev[0]] = floor
     elif o.motion in ('bounce_walls', 'slide_stop'):
-        # wall bouncers fly high (first object) or mid-height (second): never where others land or appear
-        y[:] = lo + (0.1 if o.lane < 0.5 else 0.45) * (floor - lo) if o.motion == 'bounce_walls' else floor
+        # wall bouncers fly at the top (first lane) or above a large object on the floor (second): never where others
+        # land or appear
+        y[:] = (lo if o.lane < 0.5 else lo + round(0.32 * size)) if o.motion == 'bounce_walls' else floor
         walls = [lo, right]
         side = 1 if o.lane < 0.5 else 0                                           # first wall: the far one
         start = lo + 0.5 * (right - lo)
@@ -233,7 +342,7 @@ def trajectory(o:SceneObject, frames:int, size:int, s:int) -> tuple[np.ndarray, 
         y[:] = floor
         vis[:] = False
         for i, e in enumerate(ev):
-            end = min(e + 6, ev[i + 1] - 2 if i + 1 < len(ev) else frames)
+            end = min(e + 14, ev[i + 1] - 2 if i + 1 < len(ev) else frames)   # about 0.9 s: 4 frames of 64 catch it
             vis[e:end] = True
     return x.round().astype(int), y.round().astype(int), vis
 
@@ -245,43 +354,36 @@ def render_frames(spec:ClipSpec, size:int=112, frames:int=int(FPS * SECONDS)) ->
         yy, xx = np.mgrid[:size, :size]
         bg += 10 * np.sin((xx + yy) / size * 2 * np.pi * rng.integers(3, 8))[..., None] + rng.normal(0, 3, (size, size, 1))
     video = np.repeat(np.clip(bg, 0, 255).astype(np.uint8)[None], frames, 0)
-    s = max(8, size // 5)
     for o in spec.objects:
+        s = side(o, size)
         mask = shape_mask(o.shape, s)
         for f, (x, y, v) in enumerate(zip(*trajectory(o, frames, size, s))):
             if v: video[f, y:y + s, x:x + s][mask] = COLORS[o.color]
     return video
 
 # %% ../nbs/04_synth.ipynb #b6d4d1b3
-def note(sound:str, pitch:str, sr:int, rng:np.random.Generator, seconds:float=0.45) -> np.ndarray:
-    "One note (S,) float32 starting at sample 0."
+def note(sound:str, pitch:str, sr:int, rng:np.random.Generator, appear:bool=False, seconds:float=0.45) -> np.ndarray:
+    "One note (S,) float32 starting at sample 0: an impact's (struck, decaying) or an appearance's (swelling, rising)."
     f = PITCHES[pitch]
     t = np.arange(int(seconds * sr)) / sr
-    attack = np.clip(t / 0.004, 0, 1)
-    sine = lambda fr, ph=0.0: np.sin(2 * np.pi * fr * t + ph)
-    if sound == 'piano':
-        y = sum(np.exp(-t * (4 + 3 * k)) * sine(k * f) / k for k in range(1, 7))
-    elif sound == 'bell':
-        y = sum(a * np.exp(-t * d) * sine(r * f) for r, a, d in [(1, 1, 3), (2.76, 0.6, 5), (5.4, 0.4, 8), (8.93, 0.25, 12)])
-    elif sound == 'drum':
-        sweep = f * (0.5 + 1.5 * np.exp(-t * 30))
-        y = np.sin(2 * np.pi * np.cumsum(sweep) / sr) * np.exp(-t * 12) + 0.5 * rng.normal(0, 1, len(t)) * np.exp(-t * 40)
-    elif sound == 'whistle':
-        y = np.sin(2 * np.pi * np.cumsum(2 * f * (1 + 0.01 * sine(6))) / sr) * np.minimum(1, np.exp(-(t - 0.3) * 20)) \
-            + 0.05 * rng.normal(0, 1, len(t))
-    elif sound == 'violin':
-        phase = np.cumsum(f * (1 + 0.006 * sine(5.5))) / sr
-        y = sum(np.sin(2 * np.pi * k * phase) / k for k in range(1, 9)) * np.minimum(1, np.exp(-(t - 0.35) * 15))
-    elif sound == 'clap':
-        noise = rng.normal(0, 1, len(t))
-        band = np.real(np.fft.irfft(np.fft.rfft(noise) * np.exp(-((np.fft.rfftfreq(len(t), 1 / sr) - 2 * f) / (2 * f)) ** 2), len(t)))
-        y = band * (np.exp(-t * 60) + 0.6 * np.exp(-np.clip(t - 0.012, 0, None) * 60) * (t > 0.012))
-    elif sound == 'buzzer':
-        y = np.sign(sine(f)) * 0.6 * (t < 0.3) * np.minimum(1, np.exp(-(t - 0.3) * 50))
-    elif sound == 'marimba':
-        y = np.exp(-t * 10) * sine(f) + 0.4 * np.exp(-t * 30) * sine(4 * f) + 0.2 * np.exp(-t * 45) * sine(10 * f)
+    # an appearance glides up a fifth over 0.3 s; an impact holds its pitch
+    fi = f * (1 + 0.5 * np.clip(t / 0.3, 0, 1)) if appear else np.full(len(t), f)
+    phase = 2 * np.pi * np.cumsum(fi) / sr
+    partial = lambda ratio: np.sin(ratio * phase)
+    if sound == 'thud':     # rubber: a low, dull body that sinks in pitch, and a puff of noise
+        sink = 2 * np.pi * np.cumsum(0.5 * fi * (0.6 + 0.8 * np.exp(-t * 25))) / sr
+        y = np.sin(sink) * np.exp(-t * 14) + 0.4 * rng.normal(0, 1, len(t)) * np.exp(-t * 60)
+    elif sound == 'knock':  # wood: a marimba-like bar, its overtones gone within 0.1 s
+        y = np.exp(-t * 10) * partial(1) + 0.4 * np.exp(-t * 30) * partial(4) + 0.2 * np.exp(-t * 45) * partial(10)
+    elif sound == 'clink':  # glass: bright, inharmonic, short
+        y = sum(a * np.exp(-t * d) * partial(r) for r, a, d in [(1, 0.5, 9), (2.32, 1, 11), (4.25, 0.7, 14), (6.63, 0.4, 18)])
+    elif sound == 'clang':  # metal: a bell's partials, ringing on, and a little clatter at the strike
+        y = sum(a * np.exp(-t * d) * partial(r) for r, a, d in [(1, 1, 3), (2.76, 0.6, 5), (5.4, 0.4, 8), (8.93, 0.25, 12)]) \
+            + 0.15 * rng.normal(0, 1, len(t)) * np.exp(-t * 80)
     else: raise ValueError(f'unknown sound {sound!r}')
-    y = y * attack
+    if appear:   # a 15 ms swell, and under the material's sound a rising tone held for 0.3 s
+        y = (y + 0.5 * np.sin(phase) * np.minimum(1, np.exp(-(t - 0.3) * 20))) * np.clip(t / 0.015, 0, 1)
+    else: y = y * np.clip(t / 0.004, 0, 1)   # a strike: a 4 ms attack
     return (y / (np.abs(y).max() + 1e-9)).astype(np.float32)
 
 def render_audio(spec:ClipSpec, seconds:float=SECONDS) -> tuple[np.ndarray, dict]:
@@ -292,7 +394,7 @@ def render_audio(spec:ClipSpec, seconds:float=SECONDS) -> tuple[np.ndarray, dict
     for o in spec.objects:
         for e in o.events:
             start = round(e / FPS * sr)                                   # the sample of the event's frame
-            y = note(o.sound, o.pitch, sr, rng)
+            y = note(o.sound, o.pitch, sr, rng, appear=o.motion == 'pop')
             effects[start:start + len(y)] += y
     speech = spoken(spec)
     t0 = float(rng.uniform(0.1, max(0.1, seconds - 0.05 - speech.duration)))
@@ -310,7 +412,9 @@ def render_audio(spec:ClipSpec, seconds:float=SECONDS) -> tuple[np.ndarray, dict
 def clip_record(spec:ClipSpec, video:str, narration:dict, caps:list[str]) -> dict:
     "The manifest line of a clip (the schema of 03_data, with SyncBench's `meta`)."
     meta = {'transcript': ' '.join(spec.sentences), 'seed': spec.seed, 'audio_rate': spec.audio_rate,
-            'objects': [{'shape': o.shape, 'color': o.color, 'motion': o.motion, 'sound': o.sound, 'pitch': o.pitch,
+            'version': VERSION, 'linked': spec.linked,
+            'objects': [{'shape': o.shape, 'color': o.color, 'size': o.size, 'motion': o.motion, 'sound': o.sound,
+                         'pitch': o.pitch, 'material': o.material, 'follows_rule': o.follows_rule,
                          'events': [round(e / FPS, 4) for e in o.events]} for o in spec.objects],
             'narration': narration, 'background': list(spec.background), 'textured': spec.textured}
     if spec.sibling: meta.update(sibling=spec.sibling, differs=spec.differs)
@@ -348,8 +452,8 @@ PROFILES = {'smoke': {'pretrain': 24, 'train': 16, 'val': 8, 'test': 16},
 def clip_seed(seed:int, split:str, index:int) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(1)[0])
 
-def plan(counts:dict, seed:int=0) -> list[ClipSpec]:
-    "Every clip's spec; test clips in one-attribute-apart pairs."
+def plan(counts:dict, seed:int=0, linked:bool=True) -> list[ClipSpec]:
+    "Every clip's spec; test clips in one-attribute-apart pairs; `linked=False`: sounds drawn apart from sight."
     specs = []
     for split in SPLITS:
         n = counts.get(split, 0)
@@ -361,7 +465,7 @@ def plan(counts:dict, seed:int=0) -> list[ClipSpec]:
                 specs[-2] = replace(base, sibling=specs[-1].id, differs=specs[-1].differs)
                 continue
             s = clip_seed(seed, split, i)
-            specs.append(sample_spec(np.random.default_rng(s), f'{split}-{i:05d}', split, s))
+            specs.append(sample_spec(np.random.default_rng(s), f'{split}-{i:05d}', split, s, linked))
     return specs
 
 # %% ../nbs/04_synth.ipynb #8f061e9d
@@ -374,7 +478,7 @@ def _write_jsonl(path:Path, records:list[dict]):
 def _job(args): return make_clip(*args)
 
 def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:int=112, workers:int=2,
-             desync:bool=False, progress:bool=True) -> Path:
+             desync:bool=False, progress:bool=True, linked:bool=True) -> Path:
     "Generate SyncBench into `out`: clips/<split>/*.mp4, manifest.jsonl (and desync.jsonl); returns the manifest."
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
@@ -383,7 +487,7 @@ def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:i
         if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
         counts = PROFILES[profile]
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    specs = plan(counts, seed)
+    specs = plan(counts, seed, linked)
     shift = lambda s: float(np.random.default_rng(s.seed + 5).uniform(0.5, 1.5)) if desync and s.split == 'test' else None
     jobs = [(s, out, size, shift(s)) for s in specs]
     t0 = time.time()
@@ -395,7 +499,8 @@ def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:i
     _write_jsonl(out / 'manifest.jsonl', main)
     if desync: _write_jsonl(out / 'desync.jsonl', shifted)
     size_bytes = sum(f.stat().st_size for f in out.rglob('*.mp4'))
-    info = {'profile': profile, 'counts': counts, 'seed': seed, 'size': size, 'desync': desync, 'clips': len(main) + len(shifted),
+    info = {'version': VERSION, 'linked': linked, 'profile': profile, 'counts': counts, 'seed': seed, 'size': size,
+            'desync': desync, 'clips': len(main) + len(shifted),
             'seconds': round(time.time() - t0, 1), 'megabytes': round(size_bytes / 2**20, 1)}
     (out / 'syncbench.json').write_text(json.dumps(info, indent=2) + '\n')
     return out / 'manifest.jsonl'
@@ -406,17 +511,19 @@ def synth_command(argv:list[str]) -> int:
     p = argparse.ArgumentParser(prog='vlsa synth', description='Generate SyncBench, the embedded default data set '
                                 '(real mp4 clips with synchronized sounds and a spoken narration).')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES), help='clips per split (default: smoke)')
-    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE)')
+    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE, or PROFILE-unlinked)')
     p.add_argument('--seed', type=int, default=0, help='data set seed (default: 0)')
     p.add_argument('--size', type=int, default=112, help='frame side in pixels (default: 112)')
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='processes (default: all cores)')
     p.add_argument('--desync', action='store_true', help='also write test clips with the audio shifted by 0.5-1.5 s')
+    p.add_argument('--unlinked', action='store_true', help="the control: every object's sound and pitch drawn "
+                   'independently of what it looks like (default: by its material and size, one object in five excepted)')
     for split in SPLITS: p.add_argument(f'--{split}', type=int, help=f'number of {split} clips (overrides the profile)')
     args = p.parse_args(argv)
     counts = dict(PROFILES[args.profile])
     counts.update({s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None})
-    out = Path(args.out or f'data/syncbench/{args.profile}')
-    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync)
+    out = Path(args.out or f"data/syncbench/{args.profile}{'-unlinked' if args.unlinked else ''}")
+    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
     info = json.loads((out / 'syncbench.json').read_text())
-    print(f"wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
+    print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
     return 0
