@@ -110,7 +110,7 @@ def test_embed_and_search_from_the_command_line(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert '29 files (28 with video, 29 with audio)' in out                 # 8 + 8 + 8 + 4 clips and a sound
     assert '1 skipped' in out and 'bad.mp4: not a readable media file' in out
-    assert search_command([str(tmp_path / 'index.safetensors'), 'a high whistle sounds twice', '-k', '5']) == 0
+    assert search_command([str(tmp_path / 'index.safetensors'), 'a high clink sounds twice', '-k', '5']) == 0
     assert len([l for l in capsys.readouterr().out.splitlines() if l.strip()]) == 5
     assert search_command([str(tmp_path / 'index.safetensors'), '--audio', str(root / 'tone.wav'), '-k', '3']) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -16,6 +16,7 @@ COMMANDS = {
     'config': ('vlsa.cli:config_command', 'print a preset, with overrides, as JSON'),
     'info':   ('vlsa.cli:info_command', 'versions of vlsa and its stack, and the devices torch can use'),
     'synth':  ('vlsa.synth:synth_command', 'generate SyncBench, the embedded default data set'),
+    'probe':  ('vlsa.probe:probe_command', "a linear probe on the model's inputs: what can it see and hear at all?"),
     'pretrain': ('vlsa.train:pretrain_command', 'pre-train with LPMM and GAM (torchrun: python -m vlsa.train pretrain)'),
     'finetune': ('vlsa.train:finetune_command', 'fine-tune a pre-trained run on captioned clips'),
     'evaluate': ('vlsa.train:evaluate_command', 'score a run or checkpoint: retrieval in every direction'),

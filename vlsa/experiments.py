@@ -66,7 +66,14 @@ class Profile:
     def run_dir(self, variant:str, seed:int, stage:str) -> Path: return Path(self.runs) / run_name(variant, seed, stage)
 
     @property
-    def label(self) -> str: return f'SyncBench {self.synth}, synthetic (ours, {self.preset} preset, profile {self.name})'
+    def label(self) -> str:
+        "The data's name in every table: SyncBench, its generator's version (from the data's syncbench.json) and profile."
+        info = Path(self.manifest).parent / 'syncbench.json' if self.manifest else None
+        if info and info.exists():
+            d = json.loads(info.read_text())
+            version = f"{d.get('version', 1)}{'' if d.get('linked', True) else ', unlinked control'}"
+        else: version = '?'
+        return f'SyncBench {version} ({self.synth}), synthetic (ours, {self.preset} preset, profile {self.name})'
 
 def smoke_profile(root=None, counts:dict|None=None) -> Profile:
     "A profile that trains for two steps on a few clips generated into `root` (a new temporary folder by default)."
