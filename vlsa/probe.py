@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_probe.ipynb #814283bb
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, json, math, os, sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,8 @@ from .config import Config, get_config, override
 from .embedders import patchify_audio, patchify_video
 
 # %% auto #0
-__all__ = ['VIDEO_ATTRIBUTES', 'AUDIO_ATTRIBUTES', 'TokenProbe', 'fit_probe', 'label', 'model_inputs', 'probe_inputs',
-           'probe_table', 'probe_command']
+__all__ = ['VIDEO_ATTRIBUTES', 'AUDIO_ATTRIBUTES', 'TokenProbe', 'fit_probe', 'fit_pair_probe', 'label', 'model_inputs',
+           'probe_inputs', 'probe_table', 'probe_command']
 
 # %% ../nbs/06_probe.ipynb #87a9f502
 class TokenProbe(nn.Module):
@@ -41,6 +41,32 @@ def fit_probe(x:torch.Tensor, y:torch.Tensor, x_test:torch.Tensor, y_test:torch.
         loss = F.cross_entropy(probe(x[i]), y[i])
         opt.zero_grad(); loss.backward(); opt.step()
     with torch.no_grad(): return float((probe(x_test).argmax(1) == y_test).float().mean())
+
+# %% ../nbs/06_probe.ipynb #b1a8f482
+def _nce(x:torch.Tensor, y:torch.Tensor, scale:torch.Tensor) -> torch.Tensor:
+    s, own = scale * x @ y.T, torch.arange(len(x))
+    return (F.cross_entropy(s, own) + F.cross_entropy(s.T, own)) / 2
+
+def fit_pair_probe(x:torch.Tensor, y:torch.Tensor, x_test:torch.Tensor, y_test:torch.Tensor, steps:int=400,
+                   lr:float=1e-3, batch:int=64, dim:int=128, seed:int=0) -> dict:
+    "Two TokenProbes into one space, trained with InfoNCE on the pairs (x[i], y[i]); the loss on held-out pairs against ln(batch)."
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    tx, ty = TokenProbe(x.shape[-1], dim), TokenProbe(y.shape[-1], dim)
+    log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+    opt = torch.optim.AdamW([*tx.parameters(), *ty.parameters(), log_scale], lr=lr, weight_decay=1e-4)
+    embed = lambda t, z: F.normalize(t(z), dim=-1)
+    train = []
+    for _ in range(steps):
+        i = torch.randint(len(x), (batch,), generator=g)
+        loss = _nce(embed(tx, x[i]), embed(ty, y[i]), log_scale.exp().clamp(max=100))
+        opt.zero_grad(); loss.backward(); opt.step()
+        train.append(loss.item())
+    with torch.no_grad():
+        chunks = [slice(k, k + batch) for k in range(0, len(x_test) - batch + 1, batch)]
+        test = sum(float(_nce(embed(tx, x_test[c]), embed(ty, y_test[c]), log_scale.exp().clamp(max=100))) for c in chunks)
+    return {'train': round(float(np.mean(train[-50:])), 3), 'test': round(test / max(1, len(chunks)), 3),
+            'chance': round(math.log(batch), 3)}
 
 # %% ../nbs/06_probe.ipynb #579e83d6
 VIDEO_ATTRIBUTES, AUDIO_ATTRIBUTES = ('color', 'shape', 'size', 'motion', 'count', 'sound', 'pitch'), ('sound', 'pitch', 'count', 'size', 'shape')
@@ -68,8 +94,10 @@ def model_inputs(cfg:Config, splits:tuple[str, ...], limit:int|None=None) -> lis
         out.append(([r.meta for r in picked], v, a))
     return out
 
-def probe_inputs(cfg:Config, fit_split:str='pretrain', test_split:str='val', limit:int|None=None, steps:int=300) -> dict:
-    "Accuracy of the probe on each attribute from the video tokens and from the audio tokens, and chance (the commonest class)."
+def probe_inputs(cfg:Config, fit_split:str='pretrain', test_split:str='val', limit:int|None=None, steps:int=300,
+                 pairs:bool=False) -> dict:
+    """Accuracy of the probe on each attribute from the video tokens and from the audio tokens, and chance (the commonest
+    class); with `pairs`, also `fit_pair_probe` on the audio-video pairs (key 'audio_video_pairs')."""
     (fit_meta, v, a), (test_meta, v_test, a_test) = model_inputs(cfg, (fit_split, test_split), limit)
     out = {}
     for attribute in dict.fromkeys(VIDEO_ATTRIBUTES + AUDIO_ATTRIBUTES):
@@ -80,13 +108,15 @@ def probe_inputs(cfg:Config, fit_split:str='pretrain', test_split:str='val', lim
         if attribute in VIDEO_ATTRIBUTES: row['video'] = round(fit_probe(v, y, v_test, y_test, steps), 3)
         if attribute in AUDIO_ATTRIBUTES: row['audio'] = round(fit_probe(a, y, a_test, y_test, steps), 3)
         out[attribute] = row
+    if pairs: out['audio_video_pairs'] = fit_pair_probe(v, a, v_test, a_test, steps=max(steps, 400))
     return out
 
 def probe_table(result:dict) -> str:
     "The probe's accuracies as a markdown table, in per cent."
     cell = lambda row, k: f'{100 * row[k]:.0f} %' if k in row else '-'
     lines = ['| attribute | video tokens | audio tokens | chance (commonest) |', '| --- | --- | --- | --- |']
-    return '\n'.join(lines + [f"| {a} | {cell(r, 'video')} | {cell(r, 'audio')} | {cell(r, 'chance')} |" for a, r in result.items()])
+    return '\n'.join(lines + [f"| {a} | {cell(r, 'video')} | {cell(r, 'audio')} | {cell(r, 'chance')} |" for a, r in result.items()
+                              if a != 'audio_video_pairs'])
 
 # %% ../nbs/06_probe.ipynb #b76bfb47
 def probe_command(argv:list[str]) -> int:
@@ -99,10 +129,16 @@ def probe_command(argv:list[str]) -> int:
     p.add_argument('--test', default='val', help='split to score on (default: val)')
     p.add_argument('--limit', type=int, help='at most this many clips per split')
     p.add_argument('--steps', type=int, default=300, help='optimizer steps per probe (default: 300)')
+    p.add_argument('--pairs', action='store_true', help='also fit two linear towers with InfoNCE on the audio-video '
+                   'pairs and print the held-out loss against ln(64): can the pairing be learned from the inputs?')
     p.add_argument('--json', help='also write the result to this file')
     args = p.parse_args(argv)
     cfg = override(get_config(args.config), args.set)
-    result = probe_inputs(cfg, args.fit, args.test, args.limit, args.steps)
+    result = probe_inputs(cfg, args.fit, args.test, args.limit, args.steps, args.pairs)
     print(probe_table(result))
+    if args.pairs:
+        pairs = result['audio_video_pairs']
+        print(f"audio-video pairs, linear towers: InfoNCE {pairs['train']} on {args.fit}, {pairs['test']} on "
+              f"{args.test}, chance ln 64 = {pairs['chance']}")
     if args.json: Path(args.json).write_text(json.dumps(result, indent=2) + '\n')
     return 0

@@ -16,12 +16,12 @@ from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 # %% auto #0
 __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
            'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'SHAPE_WORDS', 'SIZE_WORDS', 'MATERIAL_WORDS',
-           'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS', 'TEMPLATES', 'SHOWN',
-           'RELATED', 'ATTRIBUTES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SceneObject', 'ClipSpec', 'rule', 'heard',
-           'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase',
-           'narration_sentences', 'captions', 'named', 'reveals', 'reveal_table', 'shape_mask', 'side', 'trajectory',
-           'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'generate',
-           'synth_command']
+           'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS', 'TEMPLATES',
+           'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule',
+           'heard', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase',
+           'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames', 'note',
+           'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
+           'generate', 'synth_command']
 
 # %% ../nbs/04_synth.ipynb #0893f108
 VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
@@ -232,63 +232,6 @@ def captions(spec:ClipSpec, rng, n:int=6) -> list[str]:
             if c not in out: out.append(c); break
     return out
 
-# %% ../nbs/04_synth.ipynb #813f64ca
-# What each modality shows of an object. The audio tells an impact from an appearance (`onset`), not the motion.
-SHOWN = {'video': ('shape', 'color', 'size', 'motion', 'count'), 'audio': ('sound', 'pitch', 'onset', 'count')}
-# What each attribute depends on, by the generator's design: conditioning on more would add estimation bias only
-RELATED = {'shape': ('sound', 'pitch'), 'size': ('sound', 'pitch'), 'sound': ('shape', 'size', 'pitch'),
-           'pitch': ('shape', 'size', 'sound'), 'motion': ('onset', 'count'), 'count': ('motion',), 'color': ()}
-ATTRIBUTES = ('shape', 'color', 'size', 'motion', 'count', 'sound', 'pitch')
-_MOTION_WORDS = {'bounce_floor': ('floor', 'ground'), 'bounce_walls': ('walls',), 'pop': ('pops', 'appears'),
-                 'fall_stop': ('falls', 'drops'), 'slide_stop': ('slides',)}
-
-def named(transcript:str) -> dict[str, str]:
-    "The value of each attribute that a transcript names ('' where it names none, or two)."
-    text, out = f' {transcript.lower()} ', {}
-    vocab = {'shape': SHAPE_WORDS, 'color': {c: (c,) for c in COLORS}, 'size': SIZE_WORDS, 'motion': _MOTION_WORDS,
-             'count': {n: TIMES[n] for n in TIMES}, 'pitch': PITCH_WORDS,
-             'sound': {s: SOUND_WORDS[s] + (SOUND_VERBS[s],) for s in SOUNDS}}
-    for key, words in vocab.items():
-        hits = {str(v) for v, ws in words.items() if any(re.search(rf'\b{re.escape(w)}\b', text) for w in ws)}
-        out[key] = hits.pop() if len(hits) == 1 else ''
-    return out
-
-def _entropy(*columns) -> float:
-    "Plug-in entropy (bits) of the joint distribution of the columns."
-    _, counts = np.unique(np.array(list(zip(*columns)), dtype=str), axis=0, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())
-
-def reveals(records:list[dict]) -> dict[str, dict[str, float]]:
-    "For each attribute, the share of its uncertainty that each modality removes, 1 - H(A | view) / H(A), over the one-object clips."
-    rows = []
-    for r in records:
-        if len(r['meta']['objects']) != 1: continue
-        o = r['meta']['objects'][0]
-        row = {k: str(o[k]) for k in ('shape', 'color', 'size', 'motion', 'sound', 'pitch')}
-        row.update(count=str(len(o['events'])), onset='appearance' if o['motion'] == 'pop' else 'impact')
-        row.update({f'said_{k}': v for k, v in named(r['meta']['transcript']).items()})
-        rows.append(row)
-    if not rows: raise ValueError('reveals: no one-object clip among the records')
-    col = lambda k: [row[k] for row in rows]
-    views = {**SHOWN, 'transcript': tuple(f'said_{k}' for k in ATTRIBUTES)}
-    out = {}
-    for a in ATTRIBUTES:
-        h = _entropy(col(a))
-        out[a] = {}
-        for m, shown in views.items():
-            keep = [k for k in shown if k.removeprefix('said_') in (a, *RELATED[a])]
-            h_given = _entropy(col(a), *map(col, keep)) - _entropy(*map(col, keep)) if keep else h
-            out[a][m] = round(max(0.0, 1 - h_given / h), 3) if h > 0 else 0.0
-    return out
-
-def reveal_table(records:list[dict]) -> str:
-    "`reveals` as a markdown table, in per cent."
-    r = reveals(records)
-    lines = ['| attribute | video | audio | transcript |', '| --- | --- | --- | --- |']
-    lines += [f"| {a} | {' | '.join(f'{100 * r[a][m]:.0f} %' for m in ('video', 'audio', 'transcript'))} |" for a in r]
-    return '\n'.join(lines)
-
 # %% ../nbs/04_synth.ipynb #f52fddd6
 def shape_mask(shape:str, s:int) -> np.ndarray:
     "(s, s) boolean mask of a shape."
@@ -467,6 +410,63 @@ def plan(counts:dict, seed:int=0, linked:bool=True) -> list[ClipSpec]:
             s = clip_seed(seed, split, i)
             specs.append(sample_spec(np.random.default_rng(s), f'{split}-{i:05d}', split, s, linked))
     return specs
+
+# %% ../nbs/04_synth.ipynb #813f64ca
+# What each modality shows of an object. The audio tells an impact from an appearance (`onset`), not the motion.
+SHOWN = {'video': ('shape', 'color', 'size', 'motion', 'count'), 'audio': ('sound', 'pitch', 'onset', 'count')}
+# What each attribute depends on, by the generator's design: conditioning on more would add estimation bias only
+RELATED = {'shape': ('sound', 'pitch'), 'size': ('sound', 'pitch'), 'sound': ('shape', 'size', 'pitch'),
+           'pitch': ('shape', 'size', 'sound'), 'motion': ('onset', 'count'), 'count': ('motion',), 'color': ()}
+ATTRIBUTES = ('shape', 'color', 'size', 'motion', 'count', 'sound', 'pitch')
+_MOTION_WORDS = {'bounce_floor': ('floor', 'ground'), 'bounce_walls': ('walls',), 'pop': ('pops', 'appears'),
+                 'fall_stop': ('falls', 'drops'), 'slide_stop': ('slides',)}
+
+def named(transcript:str) -> dict[str, str]:
+    "The value of each attribute that a transcript names ('' where it names none, or two)."
+    text, out = f' {transcript.lower()} ', {}
+    vocab = {'shape': SHAPE_WORDS, 'color': {c: (c,) for c in COLORS}, 'size': SIZE_WORDS, 'motion': _MOTION_WORDS,
+             'count': {n: TIMES[n] for n in TIMES}, 'pitch': PITCH_WORDS,
+             'sound': {s: SOUND_WORDS[s] + (SOUND_VERBS[s],) for s in SOUNDS}}
+    for key, words in vocab.items():
+        hits = {str(v) for v, ws in words.items() if any(re.search(rf'\b{re.escape(w)}\b', text) for w in ws)}
+        out[key] = hits.pop() if len(hits) == 1 else ''
+    return out
+
+def _entropy(*columns) -> float:
+    "Plug-in entropy (bits) of the joint distribution of the columns."
+    _, counts = np.unique(np.array(list(zip(*columns)), dtype=str), axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+def reveals(records:list[dict]) -> dict[str, dict[str, float]]:
+    "For each attribute, the share of its uncertainty that each modality removes, 1 - H(A | view) / H(A), over the one-object clips."
+    rows = []
+    for r in records:
+        if len(r['meta']['objects']) != 1: continue
+        o = r['meta']['objects'][0]
+        row = {k: str(o[k]) for k in ('shape', 'color', 'size', 'motion', 'sound', 'pitch')}
+        row.update(count=str(len(o['events'])), onset='appearance' if o['motion'] == 'pop' else 'impact')
+        row.update({f'said_{k}': v for k, v in named(r['meta']['transcript']).items()})
+        rows.append(row)
+    if not rows: raise ValueError('reveals: no one-object clip among the records')
+    col = lambda k: [row[k] for row in rows]
+    views = {**SHOWN, 'transcript': tuple(f'said_{k}' for k in ATTRIBUTES)}
+    out = {}
+    for a in ATTRIBUTES:
+        h = _entropy(col(a))
+        out[a] = {}
+        for m, shown in views.items():
+            keep = [k for k in shown if k.removeprefix('said_') in (a, *RELATED[a])]
+            h_given = _entropy(col(a), *map(col, keep)) - _entropy(*map(col, keep)) if keep else h
+            out[a][m] = round(max(0.0, 1 - h_given / h), 3) if h > 0 else 0.0
+    return out
+
+def reveal_table(records:list[dict]) -> str:
+    "`reveals` as a markdown table, in per cent."
+    r = reveals(records)
+    lines = ['| attribute | video | audio | transcript |', '| --- | --- | --- | --- |']
+    lines += [f"| {a} | {' | '.join(f'{100 * r[a][m]:.0f} %' for m in ('video', 'audio', 'transcript'))} |" for a in r]
+    return '\n'.join(lines)
 
 # %% ../nbs/04_synth.ipynb #8f061e9d
 def _write_jsonl(path:Path, records:list[dict]):
