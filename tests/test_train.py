@@ -77,9 +77,11 @@ def test_two_processes_with_gloo_match_one_at_the_same_global_batch(data, tmp_pa
 
 
 def test_smoke_pretraining_lowers_every_loss_and_finetuning_raises_recall(data, tmp_path):
+    # recall is scored on the 64 clips fine-tuning sees: on 32 unseen clips (chance R@5 16 %) a smoke run's gain is
+    # noise, and what is asserted here is that the stages learn, not that a few steps generalise
     cfg = config(data, 'pretrain.batch_size=16', 'pretrain.steps=40', 'pretrain.warmup_steps=4', 'pretrain.log_every=1',
                  'pretrain.lr=2e-3', 'finetune.batch_size=16', 'finetune.steps=80', 'finetune.warmup_steps=4',
-                 'finetune.lr=2e-3', 'finetune.log_every=5')
+                 'finetune.lr=2e-3', 'finetune.log_every=5', 'data.eval_split=train')
     pre = pretrain(cfg, name='pre', out=tmp_path, progress=False)
     rows = [json.loads(l) for l in (pre / 'log.jsonl').read_text().splitlines()]
     terms = [k for k in rows[0] if k.startswith(('lpmm_', 'gam_')) and not k.endswith(('_acc', '_top1'))]   # the losses
