@@ -253,3 +253,26 @@ def test_the_data_card_table_is_what_the_generator_gives():
     tool = Path(__file__).resolve().parents[1] / 'tools' / 'render_data_card.py'
     out = subprocess.run([sys.executable, str(tool), '--check'], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize('args, says', [(['--size', '7'], '--size must be an even number'),
+                                        (['--size', '0'], '--size must be an even number'),
+                                        (['--test', '-3'], '--test must be 0 or more')])
+def test_cli_refuses_bad_sizes_and_counts_with_one_line(tmp_path, args, says):
+    from pathlib import Path
+    out = subprocess.run([str(Path(sys.executable).parent / 'vlsa'), 'synth', '--out', str(tmp_path / 'x'), *args],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and says in out.stderr and 'Traceback' not in out.stderr, out.stderr
+    assert not (tmp_path / 'x').exists()                                    # refused before anything was written
+
+
+def test_cli_refuses_to_write_over_a_data_set_unless_asked(tmp_path):
+    from pathlib import Path
+    cmd = [str(Path(sys.executable).parent / 'vlsa'), 'synth', '--out', str(tmp_path), '--workers', '1',
+           *[a for s in ('pretrain', 'train', 'val') for a in (f'--{s}', '0')]]
+    assert subprocess.run(cmd + ['--test', '4'], capture_output=True, timeout=300).returncode == 0
+    again = subprocess.run(cmd + ['--test', '2'], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and '--overwrite' in again.stderr and 'Traceback' not in again.stderr
+    assert len(list((tmp_path / 'clips' / 'test').glob('*.mp4'))) == 4     # untouched
+    assert subprocess.run(cmd + ['--test', '2', '--overwrite'], capture_output=True, timeout=300).returncode == 0
+    assert sorted(p.name for p in (tmp_path / 'clips' / 'test').glob('*.mp4')) == ['test-00000.mp4', 'test-00001.mp4']

@@ -37,7 +37,7 @@ def config_command(argv:list[str]) -> int:
                    help='override one setting by its dotted key, e.g. model.encoder.depth=2 (repeatable)')
     args = p.parse_args(argv)
     try:
-        cfg = load_config(args.file, args.overrides) if args.file else override(get_config(args.preset), args.overrides)
+        cfg = load_config(args.file, args.overrides, args.preset) if args.file else override(get_config(args.preset), args.overrides)
     except ConfigError as e:
         print(f'vlsa config: {e}', file=sys.stderr); return 2
     sys.stdout.write(config_to_json(cfg))

@@ -351,14 +351,14 @@ def override(cfg:Config, changes:dict|list|tuple=()) -> Config:
         node[leaf] = v
     return from_dict(Config, _merge(to_dict(cfg), nested))
 
-def load_config(path:str|Path, overrides=()) -> Config:
-    "Read a JSON or YAML file (optionally naming `preset:`), then apply `overrides`."
+def load_config(path:str|Path, overrides=(), preset:str='base') -> Config:
+    "Read a JSON or YAML file, then apply `overrides`; the file's `preset:` (or a saved run's `name`) is the base, else `preset`."
     import yaml
     path = Path(path)
     try: d = _yaml_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e: raise ConfigError(f'{path}: cannot read the configuration: {e}') from None
     _check(isinstance(d, dict), f'{path}: expected a mapping at the top level')
-    cfg = get_config(d.pop('preset', d.get('name', 'base')))
+    cfg = get_config(d.pop('preset', d.get('name', preset)))
     try: cfg = override(cfg, d)
     except ConfigError as e: raise ConfigError(f'{path}: {e}') from None
     return override(cfg, overrides)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_synth.ipynb #8833232e
 from __future__ import annotations
-import argparse, functools, json, os, re, sys, time
+import argparse, functools, json, os, re, shutil, sys, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -518,11 +518,19 @@ def synth_command(argv:list[str]) -> int:
     p.add_argument('--desync', action='store_true', help='also write test clips with the audio shifted by 0.5-1.5 s')
     p.add_argument('--unlinked', action='store_true', help="the control: every object's sound and pitch drawn "
                    'independently of what it looks like (default: by its material and size, one object in five excepted)')
+    p.add_argument('--overwrite', action='store_true', help='replace a data set already in --out (its clips and manifests)')
     for split in SPLITS: p.add_argument(f'--{split}', type=int, help=f'number of {split} clips (overrides the profile)')
     args = p.parse_args(argv)
+    for split in SPLITS:
+        if (getattr(args, split) or 0) < 0: p.error(f'--{split} must be 0 or more, got {getattr(args, split)}')
+    if args.size < 32 or args.size % 2: p.error(f'--size must be an even number of pixels, 32 or more (H.264 4:2:0), got {args.size}')
     counts = dict(PROFILES[args.profile])
     counts.update({s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None})
     out = Path(args.out or f"data/syncbench/{args.profile}{'-unlinked' if args.unlinked else ''}")
+    if (out / 'manifest.jsonl').exists():
+        if not args.overwrite: p.error(f'{out} already holds a data set (manifest.jsonl): pass --overwrite to replace it, or another --out')
+        for old in ('clips', 'desync'): shutil.rmtree(out / old, ignore_errors=True)   # no clip of the old set stays behind
+        for old in ('manifest.jsonl', 'desync.jsonl', 'syncbench.json'): (out / old).unlink(missing_ok=True)
     manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
     info = json.loads((out / 'syncbench.json').read_text())
     print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")

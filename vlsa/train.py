@@ -316,7 +316,7 @@ def _parser(stage:str) -> argparse.ArgumentParser:
     return p
 
 def _config(args) -> Config:
-    return load_config(args.file, args.overrides) if args.file else override(get_config(args.config), args.overrides)
+    return load_config(args.file, args.overrides, args.config) if args.file else override(get_config(args.config), args.overrides)
 
 def stage_command(stage:str, argv:list[str]) -> int:
     "`vlsa pretrain|finetune|evaluate ...`"
