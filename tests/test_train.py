@@ -40,6 +40,31 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(data, tmp_path)
     assert [r['loss'] for r in logs[0]] == [r['loss'] for r in logs[1]]
 
 
+def test_a_run_folder_belongs_to_its_run(data, tmp_path):
+    """Starting over a run needs --overwrite; --resume takes the run's own settings and refuses a --set that changes one."""
+    root, manifest = data
+    cli = lambda *extra: subprocess.run([str(BIN / 'vlsa'), 'pretrain', '--name', 'r', '--out', str(tmp_path), *extra],
+                                        capture_output=True, text=True, timeout=300)
+    sets = lambda *kv: [a for x in kv for a in ('--set', x)]
+    first = SMALL + [f'data.manifest={manifest}', f'data.cache_dir={root / "cache"}', 'pretrain.batch_size=8',
+                     'pretrain.steps=4', 'pretrain.warmup_steps=1', 'pretrain.log_every=1', 'pretrain.lr=0.002']
+    assert cli(*sets(*first), '--stop-after', '2').returncode == 0
+    saved, log = (tmp_path / 'r' / 'config.json').read_text(), (tmp_path / 'r' / 'log.jsonl').read_text()
+    again = cli(*sets(*first))                                                   # no --resume, no --overwrite
+    assert again.returncode == 2 and 'already holds a run' in again.stderr and 'Traceback' not in again.stderr
+    changed = cli('--resume', *sets('pretrain.lr=0.01'))
+    assert changed.returncode == 2 and 'pretrain.lr: 0.002 -> 0.01' in changed.stderr, changed.stderr
+    assert (tmp_path / 'r' / 'config.json').read_text() == saved and (tmp_path / 'r' / 'log.jsonl').read_text() == log
+    resumed = cli('--resume')                                                    # its own settings: no --set needed
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (tmp_path / 'r' / 'config.json').read_text() == saved
+    steps = [json.loads(l)['step'] for l in (tmp_path / 'r' / 'log.jsonl').read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert cli(*sets(*first), '--overwrite', '--stop-after', '1').returncode == 0
+    assert [json.loads(l)['step'] for l in (tmp_path / 'r' / 'log.jsonl').read_text().splitlines()] == [1]
+    assert not (tmp_path / 'r' / 'checkpoints' / 'final').exists()             # nothing of the old run is left
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
     root, manifest = data
     args = [str(BIN / 'vlsa'), 'pretrain', '--name', 'sig', '--out', str(tmp_path)] + [

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_train.ipynb #d2cc6c6d
 from __future__ import annotations
-import argparse, json, logging, math, os, signal, sys, time
+import argparse, json, logging, math, os, shutil, signal, sys, time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
-from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything
+from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
 from .data import ClipCache, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
 from .model import VLSA
@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
-           'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model', 'run',
-           'latest_checkpoint', 'pretrain', 'finetune', 'stage_command', 'pretrain_command', 'finetune_command',
-           'evaluate_command', 'main']
+           'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
+           'config_changes', 'claim_run_dir', 'run', 'latest_checkpoint', 'pretrain', 'finetune', 'stage_command',
+           'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -159,9 +159,33 @@ class _Stop:
 def _to(batch:dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
+_MEASURED = ('model.audio.spec_mean', 'model.audio.spec_std')   # written into a run's config by the run itself
+
+def config_changes(old:Config, new:Config) -> list[str]:
+    "'key: old -> new' for every setting that differs (the statistics a run measures are not settings)."
+    flat = lambda d, pre='': {k2: v2 for k, v in d.items() for k2, v2 in
+                              (flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _MEASURED]
+
+def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool) -> None:
+    "A run folder belongs to one run: refuse to start over it (unless `overwrite`) or to resume it with other settings."
+    if overwrite and run_dir.exists() and dist_info()[0] == 0: shutil.rmtree(run_dir)
+    if overwrite and torch.distributed.is_initialized(): torch.distributed.barrier()   # every rank sees it gone
+    held = [f for f in ('config.json', 'log.jsonl', 'checkpoints') if (run_dir / f).exists()]
+    if not held: return
+    if not resume:
+        raise ConfigError(f'{run_dir} already holds a run ({", ".join(held)}): resume it (--resume) or start it again '
+                          '(--overwrite), or choose another --name')
+    if (run_dir / 'config.json').exists():
+        changed = config_changes(load_config(run_dir / 'config.json'), cfg)
+        if changed: raise ConfigError(f'{run_dir}: resuming with other settings than its config.json ({"; ".join(changed)}): '
+                                      'resume with its own, or start a new run')
+
 def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs', resume:bool=False,
-        init_from=None, stop_after:int|None=None, progress:bool=True) -> Path:
-    "Train one stage ('pretrain' or 'finetune'); returns the run folder."
+        init_from=None, stop_after:int|None=None, progress:bool=True, overwrite:bool=False) -> Path:
+    """Train one stage ('pretrain' or 'finetune'); returns the run folder. A folder that holds a run is resumed only
+    with `resume` and the same settings, and started again only with `overwrite`."""
     from functools import partial
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -170,6 +194,7 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     device, main = pick_device(local), rank == 0
     tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
     run_dir = Path(out) / (name or f'{cfg.name}-{stage}-s{tc.seed}')
+    claim_run_dir(run_dir, cfg, resume, overwrite)
     if init_from is not None and (Path(init_from) / 'config.json').exists() and cfg.model.audio.spec_mean is None:
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
         cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
@@ -310,7 +335,9 @@ def _parser(stage:str) -> argparse.ArgumentParser:
         return p
     p.add_argument('--name', help='run name (default: PRESET-STAGE-sSEED)')
     p.add_argument('--out', default='results/runs', help='parent folder of runs (default: results/runs)')
-    p.add_argument('--resume', action='store_true', help='continue the run from its latest checkpoint')
+    p.add_argument('--resume', action='store_true', help="continue the run from its latest checkpoint, with its own "
+                   "settings (its config.json; a --set that changes one is refused)")
+    p.add_argument('--overwrite', action='store_true', help='start the run again from step 0, deleting what its folder holds')
     p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) after this many steps, as an interruption would')
     if stage == 'finetune': p.add_argument('--init', help='the pre-training run (or checkpoint) to start from (default: from scratch)')
     return p
@@ -335,7 +362,13 @@ def stage_command(stage:str, argv:list[str]) -> int:
             if args.out: table.to_csv(args.out)
             return 0
         cfg = _config(args)
-        run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after)
+        saved = Path(args.out) / (args.name or f"{cfg.name}-{stage}-s{getattr(cfg, stage).seed}") / 'config.json'
+        if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
+            cfg = load_config(saved)
+            changed = config_changes(cfg, override(cfg, args.overrides))
+            if changed: raise ConfigError(f'{saved.parent}: --resume with a --set that changes its settings ({"; ".join(changed)})')
+        run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after,
+                      overwrite=args.overwrite)
         print(f'run: {run_dir}')
         return 0
     except (ConfigError, FileNotFoundError, ValueError) as e:
