@@ -65,6 +65,22 @@ def test_a_run_folder_belongs_to_its_run(data, tmp_path):
     assert not (tmp_path / 'r' / 'checkpoints' / 'final').exists()             # nothing of the old run is left
 
 
+@pytest.mark.parametrize('stage, split', [('pretrain', 'train'), ('finetune', 'pretrain')])
+def test_a_manifest_without_the_stages_split_gives_one_line(data, tmp_path, stage, split):
+    "Data that cannot serve a stage: exit 2, one line naming the manifest and the missing split, no run folder."
+    root, manifest = data
+    only = manifest.parent / f'only-{split}.jsonl'     # beside the clips: their paths are relative to the manifest
+    only.write_text(''.join(l + '\n' for l in manifest.read_text().splitlines() if json.loads(l)['split'] == split))
+    args = [a for kv in SMALL + [f'data.manifest={only}', f'data.cache_dir={root / "cache"}'] for a in ('--set', kv)]
+    out = subprocess.run([str(BIN / 'vlsa'), stage, '--name', 'x', '--out', str(tmp_path), *args],
+                         capture_output=True, text=True, timeout=300)
+    wanted = 'pretrain' if stage == 'pretrain' else 'train'
+    assert out.returncode == 2 and 'Traceback' not in out.stderr, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert str(only) in line and f"split '{wanted}'" in line, line
+    assert not (tmp_path / 'x').exists()
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(data, tmp_path):
     root, manifest = data
     args = [str(BIN / 'vlsa'), 'pretrain', '--name', 'sig', '--out', str(tmp_path)] + [

@@ -15,7 +15,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint
 from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
-from .data import ClipCache, Loader, VLSADataset, collate, spectrogram_stats
+from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
 from .model import VLSA
 
@@ -349,11 +349,13 @@ def stage_command(stage:str, argv:list[str]) -> int:
     "`vlsa pretrain|finetune|evaluate ...`"
     logging.basicConfig(level=logging.INFO, format='%(message)s')
     args = _parser(stage).parse_args(argv)
+    manifest = None   # named in data errors, once known
     try:
         if stage == 'evaluate':
             root = Path(args.run)
             run_dir = root if (root / 'config.json').exists() else root.parent.parent
             cfg = load_config(run_dir / 'config.json', args.overrides)
+            manifest = cfg.data.manifest
             ck = latest_checkpoint(root) if (root / 'checkpoints').exists() else root
             model = VLSA(cfg); load_weights(ck, model)
             records, cache, stats = stage_data(cfg, 'pretrain')
@@ -362,6 +364,7 @@ def stage_command(stage:str, argv:list[str]) -> int:
             if args.out: table.to_csv(args.out)
             return 0
         cfg = _config(args)
+        manifest = cfg.data.manifest
         saved = Path(args.out) / (args.name or f"{cfg.name}-{stage}-s{getattr(cfg, stage).seed}") / 'config.json'
         if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
             cfg = load_config(saved)
@@ -373,6 +376,9 @@ def stage_command(stage:str, argv:list[str]) -> int:
         return 0
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f'vlsa {stage}: {e}', file=sys.stderr)
+        return 2
+    except DataError as e:   # the data cannot serve this stage: one line that names the manifest
+        print(f'vlsa {stage}: {manifest}: {e}' if manifest else f'vlsa {stage}: {e}', file=sys.stderr)
         return 2
 
 def pretrain_command(argv): return stage_command('pretrain', argv)
