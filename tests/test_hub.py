@@ -125,3 +125,21 @@ def test_embed_and_search_from_the_command_line(run, tmp_path, capsys):
     assert share and int(share.group(1)) < 168                            # a model from two steps is not that good
     assert search_command([str(tmp_path / 'missing.safetensors'), '--check']) == 2
     assert 'missing.safetensors' in capsys.readouterr().err
+
+
+def test_embed_writes_no_empty_index_and_search_refuses_a_bad_k(run, tmp_path, capsys):
+    "Nothing to embed (a missing file, a split with no clip): exit 2, one line, and an existing index stays as it was."
+    root, manifest, run_dir = run
+    good = tmp_path / 'index.safetensors'
+    good.write_bytes(b'an index from before')
+    for inputs in ([str(tmp_path / 'nonexistent.mp4')], [str(manifest), '--split', 'nosuch']):
+        assert embed_command([str(run_dir), *inputs, '--out', str(good)]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]           # after the progress bar: one line
+        assert last.startswith('vlsa embed: nothing to embed') and 'not written' in last, last
+        assert good.read_bytes() == b'an index from before'
+    with pytest.raises(SystemExit) as e:                                    # refused before any embedding
+        embed_command([str(run_dir), str(manifest), '--out', str(tmp_path / 'no' / 'such' / 'x.safetensors')])
+    assert e.value.code == 2 and 'does not exist' in capsys.readouterr().err
+    for k in ('0', '-2'):
+        with pytest.raises(SystemExit) as e: search_command([str(good), 'a clink', '-k', k])
+        assert e.value.code == 2 and '-k must be 1 or more' in capsys.readouterr().err

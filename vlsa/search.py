@@ -161,14 +161,19 @@ def embed_command(argv:list[str]) -> int:
     p.add_argument('--out', default='index.safetensors', help='index file to write (default: index.safetensors)')
     p.add_argument('--split', help="only this split of a manifest (e.g. 'test')")
     args = p.parse_args(argv)
+    if not Path(args.out).resolve().parent.is_dir(): p.error(f'--out {args.out}: the folder {Path(args.out).parent} does not exist')
     from vlsa.hub import HubError
     try:
         model = VLSA.from_pretrained(args.checkpoint)
         index = build_index(model, args.inputs, args.checkpoint, args.split)
     except (HubError, ValueError, FileNotFoundError) as e:
         print(f'vlsa embed: {e}', file=sys.stderr); return 2
+    m = index['meta']
+    if not m['names'] and not m['texts']:   # an empty index would only overwrite a good one
+        why = '; '.join(r if str(f) in r else f'{f}: {r}' for f, r in m['skipped']) or 'no file or sentence in the inputs'
+        print(f'vlsa embed: nothing to embed, {args.out} not written ({why})', file=sys.stderr); return 2
     save_index(index, args.out)
-    m, t = index['meta'], index['tensors']
+    t = index['tensors']
     print(f"{args.out}: {len(m['names'])} files ({int(t['has_video'].sum())} with video, {int(t['has_audio'].sum())} "
           f"with audio), {len(m['texts'])} sentences; {len(m['skipped'])} skipped")
     for path, why in m['skipped']: print(f'  skipped {path}: {why}')
@@ -185,6 +190,7 @@ def search_command(argv:list[str]) -> int:
     p.add_argument('--check', action='store_true', help="search with each of the index's captions: how often is "
                    "its own file in the top k?")
     args = p.parse_args(argv)
+    if args.k < 1: p.error(f'-k must be 1 or more, got {args.k}')
     from vlsa.hub import HubError
     try:
         index = load_index(args.index)
