@@ -5,7 +5,7 @@
 # %% ../nbs/50_experiments.ipynb #eb54fad7
 from __future__ import annotations
 import json, math, os, shutil, tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,15 +94,10 @@ def make_profile(**params) -> Profile:
     return p
 
 # %% ../nbs/50_experiments.ipynb #3f73ec38
-def _settings(cfg:Config) -> dict:
-    "The configuration without what a run measures itself (the spectrogram statistics)."
-    d = json.loads(json.dumps(asdict(cfg)))
-    d['model']['audio'].pop('spec_mean'); d['model']['audio'].pop('spec_std')
-    return d
-
 def _same_settings(run_dir:Path, cfg:Config) -> bool:
+    from vlsa.train import config_changes   # the spectrogram statistics a run measures are not settings
     f = run_dir / 'config.json'
-    return f.exists() and _settings(config_from_json(f.read_text())) == _settings(cfg)
+    return f.exists() and not config_changes(config_from_json(f.read_text()), cfg)
 
 def _write_json(path:Path, obj):
     "Written whole or not at all: `make` takes this file as the sign that the run is done."

@@ -15,12 +15,12 @@ from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 
 # %% auto #0
 __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
-           'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'SHAPE_WORDS', 'SIZE_WORDS', 'MATERIAL_WORDS',
-           'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS', 'TEMPLATES',
-           'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule',
-           'heard', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase',
-           'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames', 'note',
-           'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
+           'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'VALUES', 'SHAPE_WORDS', 'SIZE_WORDS',
+           'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS',
+           'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject',
+           'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling',
+           'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames',
+           'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
            'generate', 'synth_command']
 
 # %% ../nbs/04_synth.ipynb #0893f108
@@ -40,6 +40,7 @@ PITCH_OF = {'small': 'high', 'large': 'low'}      # small things ring high, larg
 EXCEPTIONS = 0.2                                  # the share of objects that break the rule
 BACKGROUNDS = ((20, 20, 24), (30, 34, 48), (44, 38, 32), (18, 40, 36), (52, 52, 56), (36, 24, 44))
 VISUAL, AUDIBLE = ('shape', 'color', 'size', 'motion'), ('sound', 'pitch')
+VALUES = {'shape': SHAPES, 'color': tuple(COLORS), 'size': tuple(SIZES), 'sound': SOUNDS, 'pitch': tuple(PITCHES)}   # an attribute's values
 
 @dataclass
 class SceneObject:
@@ -144,7 +145,7 @@ def sibling(spec:ClipSpec, rng:np.random.Generator, attribute:str, clip_id:str) 
         choices = [m for m, counts in MOTIONS.items() if m != o.motion and len(o.events) in counts
                    and (len(objects) == 1 or m != 'slide_stop')]
     else:
-        pool = {'shape': SHAPES, 'color': list(COLORS), 'size': list(SIZES), 'sound': SOUNDS, 'pitch': list(PITCHES)}[attribute]
+        pool = VALUES[attribute]
         used = {getattr(x, attribute) for x in others} if attribute in ('color', 'sound') else set()
         choices = [v for v in pool if v != getattr(o, attribute) and v not in used]
     # one attribute changes and nothing follows it: a pair apart in a heard attribute is apart only to the ear
@@ -179,8 +180,7 @@ SLIPS = 0.15   # the share of sentences in which the narrator names one attribut
 def _slipped(o:SceneObject, rng) -> SceneObject:
     "The object as a narrator who slips sees it: one of colour, shape, size or sound named wrongly."
     key = str(rng.choice(['color', 'shape', 'size', 'sound']))
-    pool = {'color': list(COLORS), 'shape': SHAPES, 'size': list(SIZES), 'sound': SOUNDS}[key]
-    return replace(o, **{key: str(rng.choice([v for v in pool if v != getattr(o, key)]))})
+    return replace(o, **{key: str(rng.choice([v for v in VALUES[key] if v != getattr(o, key)]))})
 
 def narration_sentences(spec:ClipSpec, rng) -> list[str]:
     "One or two short sentences, as a narrator says them: what an object is, what it does, what it sounds like, or filler."
@@ -425,7 +425,7 @@ def named(transcript:str) -> dict[str, str]:
     "The value of each attribute that a transcript names ('' where it names none, or two)."
     text, out = f' {transcript.lower()} ', {}
     vocab = {'shape': SHAPE_WORDS, 'color': {c: (c,) for c in COLORS}, 'size': SIZE_WORDS, 'motion': _MOTION_WORDS,
-             'count': {n: TIMES[n] for n in TIMES}, 'pitch': PITCH_WORDS,
+             'count': TIMES, 'pitch': PITCH_WORDS,
              'sound': {s: SOUND_WORDS[s] + (SOUND_VERBS[s],) for s in SOUNDS}}
     for key, words in vocab.items():
         hits = {str(v) for v, ws in words.items() if any(re.search(rf'\b{re.escape(w)}\b', text) for w in ws)}

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
            'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
-           'config_changes', 'claim_run_dir', 'run', 'latest_checkpoint', 'pretrain', 'finetune', 'stage_command',
-           'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
+           'config_changes', 'claim_run_dir', 'run_path', 'run', 'latest_checkpoint', 'pretrain', 'finetune',
+           'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -182,6 +182,10 @@ def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool) -> None
         if changed: raise ConfigError(f'{run_dir}: resuming with other settings than its config.json ({"; ".join(changed)}): '
                                       'resume with its own, or start a new run')
 
+def run_path(cfg:Config, stage:str, name:str|None=None, out='results/runs') -> Path:
+    "A run's folder: `out/name`, by default `out/PRESET-STAGE-sSEED`."
+    return Path(out) / (name or f'{cfg.name}-{stage}-s{getattr(cfg, stage).seed}')
+
 def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs', resume:bool=False,
         init_from=None, stop_after:int|None=None, progress:bool=True, overwrite:bool=False) -> Path:
     """Train one stage ('pretrain' or 'finetune'); returns the run folder. A folder that holds a run is resumed only
@@ -193,7 +197,7 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     rank, world, local = dist_info()
     device, main = pick_device(local), rank == 0
     tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
-    run_dir = Path(out) / (name or f'{cfg.name}-{stage}-s{tc.seed}')
+    run_dir = run_path(cfg, stage, name, out)
     claim_run_dir(run_dir, cfg, resume, overwrite)
     if init_from is not None and (Path(init_from) / 'config.json').exists() and cfg.model.audio.spec_mean is None:
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
@@ -365,7 +369,7 @@ def stage_command(stage:str, argv:list[str]) -> int:
             return 0
         cfg = _config(args)
         manifest = cfg.data.manifest
-        saved = Path(args.out) / (args.name or f"{cfg.name}-{stage}-s{getattr(cfg, stage).seed}") / 'config.json'
+        saved = run_path(cfg, stage, args.name, args.out) / 'config.json'
         if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
             cfg = load_config(saved)
             changed = config_changes(cfg, override(cfg, args.overrides))
