@@ -199,8 +199,8 @@ def test_manifest_records_the_version_the_rule_and_the_size(bench):
     for r in records:
         assert r['meta']['version'] == VERSION and r['meta']['linked'] is True
         for o in r['meta']['objects']:
-            assert o['size'] in SIZES and o['material'] == MATERIALS[o['shape']]
-            assert o['follows_rule'] == ((o['sound'], o['pitch']) == rule(o['shape'], o['size']))
+            assert o['size'] in SIZES and o['material'] == MATERIALS[o['color']]
+            assert o['follows_rule'] == ((o['sound'], o['pitch']) == rule(o['color'], o['size']))
 
 
 def test_sound_follows_sight_except_for_one_object_in_five():

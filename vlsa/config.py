@@ -136,12 +136,15 @@ class LossConfig:
     use_matching: bool = True     # binary matching head (linear + sigmoid) beside the two-way InfoNCE
     temperature_init: float = 0.07  # InfoNCE temperature at start, learned (not stated in the paper: CLIP's value)
     norm_pix_loss: bool = True    # MAE's normalized-patch targets for video and audio
+    audio_text_after: int = 0     # GAM: the audio-text pair joins after this many pre-training steps, audio-video
+                                  # alone before (0: both from the start, the paper's form; not stated in the paper)
 
     def __post_init__(self):
         _check(self.global_objective in GLOBAL_OBJECTIVES,
                f'loss.global_objective must be one of {GLOBAL_OBJECTIVES}, got {self.global_objective!r}')
         _check(self.lambda_global >= 0, f'loss.lambda_global must be >= 0, got {self.lambda_global}')
         _check(self.temperature_init > 0, f'loss.temperature_init must be > 0, got {self.temperature_init}')
+        _check(self.audio_text_after >= 0, f'loss.audio_text_after must be >= 0, got {self.audio_text_after}')
 
 # %% ../nbs/00_config.ipynb #ae2c5e9b
 def _check_modalities(names, key):

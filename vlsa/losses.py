@@ -138,10 +138,12 @@ class VLSALoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.global_matching = GlobalMatching(cfg, dim) if cfg.use_gam else None
+        self.step = 0   # the training step, set by the loop: the audio-text pair waits for `cfg.audio_text_after`
 
     def weight(self, name:str) -> float:
         "How much a term counts in the total (0 for diagnostics such as accuracies and the temperature)."
         if name.startswith('lpmm_'): return 1.0
+        if name.startswith('gam_audio_text_') and self.step < self.cfg.audio_text_after: return 0.0
         if name.endswith(('_nce', '_match')): return self.cfg.lambda_global
         return 0.0
 

@@ -28,11 +28,13 @@ VERSION = 2   # the generator's version: in every manifest, syncbench.json, the 
 FPS, SECONDS = 16, 4.0
 SHAPES = ('circle', 'square', 'triangle', 'star', 'diamond', 'hexagon', 'cross')
 COLORS = {'red': (225, 45, 45), 'green': (40, 185, 70), 'blue': (55, 100, 240), 'yellow': (240, 215, 40),
-          'purple': (155, 70, 210), 'orange': (245, 140, 30), 'white': (240, 240, 240), 'pink': (245, 130, 195)}
+          'brown': (150, 90, 45), 'orange': (245, 140, 30), 'white': (240, 240, 240), 'pink': (245, 130, 195)}
 SIZES = {'small': 24 / 112, 'large': 36 / 112}   # side as a share of the frame: 14 and 21 px at the cpu profile's 64
 MOTIONS = {'bounce_floor': (1, 2, 3), 'bounce_walls': (1, 2, 3), 'pop': (1, 2, 3), 'fall_stop': (1,), 'slide_stop': (1,)}
-MATERIALS = {'circle': 'rubber', 'square': 'wood', 'cross': 'wood', 'triangle': 'glass', 'diamond': 'glass',
-             'star': 'metal', 'hexagon': 'metal'}
+# what a thing is made of shows on its surface: red and pink rubber, orange and brown wood, blue and green glass,
+# white (steel) and yellow (brass) metal; its shape says nothing about it, as a ball or a block can be of anything
+MATERIALS = {'red': 'rubber', 'pink': 'rubber', 'orange': 'wood', 'brown': 'wood', 'blue': 'glass', 'green': 'glass',
+             'white': 'metal', 'yellow': 'metal'}
 SOUND_OF = {'rubber': 'thud', 'wood': 'knock', 'glass': 'clink', 'metal': 'clang'}   # a material's sound family
 SOUNDS = tuple(SOUND_OF.values())
 PITCHES = {'low': 220.0, 'high': 880.0}
@@ -55,9 +57,9 @@ class SceneObject:
     lane: float = 0.5             # where across the frame it moves (0..1)
 
     @property
-    def material(self) -> str: return MATERIALS[self.shape]
+    def material(self) -> str: return MATERIALS[self.color]
     @property
-    def follows_rule(self) -> bool: return (self.sound, self.pitch) == rule(self.shape, self.size)
+    def follows_rule(self) -> bool: return (self.sound, self.pitch) == rule(self.color, self.size)
 
 @dataclass
 class ClipSpec:
@@ -78,15 +80,15 @@ class ClipSpec:
     differs: str|None = None       # which attribute
 
 # %% ../nbs/04_synth.ipynb #8c3da9d6
-def rule(shape:str, size:str) -> tuple[str, str]:
-    "What an object sounds like by the rule: its material's sound family, at its size's pitch."
-    return SOUND_OF[MATERIALS[shape]], PITCH_OF[size]
+def rule(color:str, size:str) -> tuple[str, str]:
+    "What an object sounds like by the rule: its material's (its colour's) sound family, at its size's pitch."
+    return SOUND_OF[MATERIALS[color]], PITCH_OF[size]
 
-def heard(rng:np.random.Generator, shape:str, size:str, linked:bool=True) -> tuple[str, str]:
+def heard(rng:np.random.Generator, color:str, size:str, linked:bool=True) -> tuple[str, str]:
     "(sound, pitch): the rule's, except for one object in five, which sounds like any other; all random if not linked."
     combos = [(s, p) for s in SOUNDS for p in PITCHES]
-    if linked and rng.random() >= EXCEPTIONS: return rule(shape, size)
-    pool = [c for c in combos if c != rule(shape, size)] if linked else combos
+    if linked and rng.random() >= EXCEPTIONS: return rule(color, size)
+    pool = [c for c in combos if c != rule(color, size)] if linked else combos
     return pool[int(rng.integers(len(pool)))]
 
 def sample_events(rng, n:int, taken:list[int], frames:int=int(FPS * SECONDS)) -> tuple[int, ...]:
@@ -104,10 +106,11 @@ def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int, linke
         # two objects keep apart: no sliding along the floor through the other's place
         motion = str(rng.choice([m for m in MOTIONS if n_objects == 1 or m != 'slide_stop']))
         n = int(rng.choice(MOTIONS[motion]))
-        color = str(rng.choice([c for c in COLORS if all(c != o.color for o in objects)]))
+        shape = str(rng.choice(SHAPES))
         for _ in range(100):   # a second object sounds different from the first, so that the ear can tell them apart
-            shape, size = str(rng.choice(SHAPES)), str(rng.choice(list(SIZES)))
-            sound, pitch = heard(rng, shape, size, linked)
+            color = str(rng.choice([c for c in COLORS if all(c != o.color for o in objects)]))
+            size = str(rng.choice(list(SIZES)))
+            sound, pitch = heard(rng, color, size, linked)
             if all(sound != o.sound for o in objects): break
         ev = sample_events(rng, n, taken); taken += ev
         objects.append(SceneObject(shape, color, size, motion, sound, pitch, ev,
@@ -415,8 +418,8 @@ def plan(counts:dict, seed:int=0, linked:bool=True) -> list[ClipSpec]:
 # What each modality shows of an object. The audio tells an impact from an appearance (`onset`), not the motion.
 SHOWN = {'video': ('shape', 'color', 'size', 'motion', 'count'), 'audio': ('sound', 'pitch', 'onset', 'count')}
 # What each attribute depends on, by the generator's design: conditioning on more would add estimation bias only
-RELATED = {'shape': ('sound', 'pitch'), 'size': ('sound', 'pitch'), 'sound': ('shape', 'size', 'pitch'),
-           'pitch': ('shape', 'size', 'sound'), 'motion': ('onset', 'count'), 'count': ('motion',), 'color': ()}
+RELATED = {'color': ('sound', 'pitch'), 'size': ('sound', 'pitch'), 'sound': ('color', 'size', 'pitch'),
+           'pitch': ('color', 'size', 'sound'), 'motion': ('onset', 'count'), 'count': ('motion',), 'shape': ()}
 ATTRIBUTES = ('shape', 'color', 'size', 'motion', 'count', 'sound', 'pitch')
 _MOTION_WORDS = {'bounce_floor': ('floor', 'ground'), 'bounce_walls': ('walls',), 'pop': ('pops', 'appears'),
                  'fall_stop': ('falls', 'drops'), 'slide_stop': ('slides',)}

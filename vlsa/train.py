@@ -265,6 +265,7 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
             it = iter(loader)
             while state['batch'] < sampler.batches_per_epoch and state['step'] < total and not stop:
                 sums = {}
+                model.criterion.step = state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
                 for a in range(sampler.accum):
                     t0 = time.perf_counter()
                     batch = _to(next(it), device)
