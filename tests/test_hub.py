@@ -1,6 +1,6 @@
 """Checkpoints out and back: save/from_pretrained, the model card, vlsa push (dry run and a recorded upload), offline
 failures, and vlsa embed / vlsa search on real files."""
-import hashlib, json, os, re, subprocess, sys, time
+import hashlib, json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +143,22 @@ def test_embed_writes_no_empty_index_and_search_refuses_a_bad_k(run, tmp_path, c
     for k in ('0', '-2'):
         with pytest.raises(SystemExit) as e: search_command([str(good), 'a clink', '-k', k])
         assert e.value.code == 2 and '-k must be 1 or more' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('repo', ['bad id!!', 'no-slash', 'a/b/c', 'user/na me'])
+def test_push_refuses_a_bad_repo_id_before_writing_anything(run, tmp_path, capsys, repo):
+    root, manifest, run_dir = run
+    out = tmp_path / 'up'
+    assert push_command([str(run_dir), '--repo', repo, '--dry-run', '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and repr(repo) in err and 'not a Hub repository id' in err
+    assert not out.exists()
+
+
+def test_push_warns_when_the_run_has_not_finished(run, tmp_path, capsys):
+    root, manifest, run_dir = run
+    unfinished = tmp_path / 'unfinished'
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / 'summary.json').unlink()
+    assert push_command([str(unfinished), '--repo', 'someone/vlsa-tiny', '--dry-run', '--out', str(tmp_path / 'up')]) == 0
+    assert 'has not finished' in capsys.readouterr().err

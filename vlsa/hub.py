@@ -194,6 +194,16 @@ def push_command(argv:list[str], api=None) -> int:
     p.add_argument('--dry-run', action='store_true', help='write and check the folder that would be uploaded, upload nothing')
     p.add_argument('--out', help='where to write that folder (default: RUN/hub)')
     args = p.parse_args(argv)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:   # a bad id is refused before anything is written, dry run or not
+        if args.repo.count('/') != 1: raise HFValidationError('it must be user/name')
+        validate_repo_id(args.repo)
+    except HFValidationError as e:
+        print(f"vlsa push: --repo {args.repo!r} is not a Hub repository id: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if not (Path(args.run) / 'summary.json').exists():
+        print(f'vlsa push: warning: {args.run} has not finished (no summary.json): its latest checkpoint is exported',
+              file=sys.stderr)
     try:
         folder = export_run(args.run, args.out, args.repo)
     except (HubError, FileNotFoundError, KeyError) as e:

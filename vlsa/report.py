@@ -124,6 +124,9 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         f'{cfg.model.video.num_frames} frames of {cfg.model.video.frame_size} px); pre-training {cfg.pretrain.steps} steps '
         f'of {cfg.pretrain.batch_size} clips, fine-tuning {cfg.finetune.steps or cfg.finetune.epochs} '
         f"{'steps' if cfg.finetune.steps else 'epochs'} of {cfg.finetune.batch_size}; seeds {', '.join(map(str, P.seeds))}.",
+        *([f'- **Changed from the preset** (`{config_file}` says why): '
+           + ', '.join(f'`{k}={v}`' for k, v in P.settings.items() if k.startswith('model.')) + '.']
+          if any(k.startswith('model.') for k in P.settings) else []),
         f'- **Produced** on {date} from commit `{commit}`.', '',
         '## Tables and figures', '', *tables, *figures,
         '- `executed/*.ipynb`: every experiment notebook as it ran, outputs included.',
