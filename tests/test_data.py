@@ -45,6 +45,8 @@ def clips(tmp_path_factory):
     ('{"id": "x", "video": 3, "captions": ["a"], "split": "test"}', "field 'video' must be str, got int"),
     ('{"id": "a", "video": "x.mp4", "captions": ["a"], "split": "test"}', "duplicate id 'a' (first on line 1)"),
     ('["a", "list"]', 'expected a JSON object, got list'),
+    ('{"id": "x", "video": "x.mp4", "captions": [], "split": "test", "meta": {"transcript": 42}}',
+     "field 'meta.transcript' must be str, got int"),
 ])
 def test_a_bad_manifest_line_is_named(tmp_path, line, message):
     good = '{"id": "a", "video": "a.mp4", "captions": ["a bell"], "split": "test"}'
@@ -53,6 +55,17 @@ def test_a_bad_manifest_line_is_named(tmp_path, line, message):
     with pytest.raises(ManifestError) as e:
         read_manifest(path)
     assert f'm.jsonl:3: {message}' in str(e.value)
+
+
+def test_a_manifest_that_is_not_utf8_is_named_with_its_line_and_a_byte_order_mark_is_allowed(tmp_path):
+    good = '{"id": "a", "video": "a.mp4", "captions": ["a bell"], "split": "test"}'
+    path = tmp_path / 'm.jsonl'
+    path.write_bytes(f'{good}\n'.encode() + '{"id": "b", "video": "b.mp4", "captions": ["caf\u00e9"], "split": "test"}\n'.encode('latin-1'))
+    with pytest.raises(ManifestError) as e:
+        read_manifest(path)
+    assert str(e.value).startswith(f'{path}:2: not UTF-8 text (byte 0xe9)')
+    path.write_bytes(b'\xef\xbb\xbf' + f'{good}\n'.encode())
+    assert [r.id for r in read_manifest(path)] == ['a']
 
 
 def test_one_bad_file_in_twenty_trains_under_skip_and_is_reported(clips, caplog):

@@ -40,6 +40,15 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(data, tmp_path)
     assert [r['loss'] for r in logs[0]] == [r['loss'] for r in logs[1]]
 
 
+def test_checkpoints_keep_the_newest_steps_and_a_finished_run_keeps_only_final(data, tmp_path):
+    cfg = config(data, 'pretrain.batch_size=8', 'pretrain.steps=5', 'pretrain.warmup_steps=1', 'pretrain.ckpt_every=1',
+                 'pretrain.keep_last=2')
+    run_dir = pretrain(cfg, name='k', out=tmp_path, stop_after=4, progress=False)
+    assert sorted(p.name for p in (run_dir / 'checkpoints').iterdir()) == ['step-0000003', 'step-0000004']
+    pretrain(cfg, name='k', out=tmp_path, resume=True, progress=False)
+    assert [p.name for p in (run_dir / 'checkpoints').iterdir()] == ['final']
+
+
 def test_a_run_folder_belongs_to_its_run(data, tmp_path):
     """Starting over a run needs --overwrite; --resume takes the run's own settings and refuses a --set that changes one."""
     root, manifest = data
@@ -48,18 +57,20 @@ def test_a_run_folder_belongs_to_its_run(data, tmp_path):
     sets = lambda *kv: [a for x in kv for a in ('--set', x)]
     first = SMALL + [f'data.manifest={manifest}', f'data.cache_dir={root / "cache"}', 'pretrain.batch_size=8',
                      'pretrain.steps=4', 'pretrain.warmup_steps=1', 'pretrain.log_every=1', 'pretrain.lr=0.002']
-    assert cli(*sets(*first), '--stop-after', '2').returncode == 0
+    stopped = cli(*sets(*first), '--stop-after', '2')
+    assert stopped.returncode == 0 and f'stopped at step 2 of 4; continue with: vlsa pretrain --name r --out {tmp_path} --resume' in stopped.stderr
     saved, log = (tmp_path / 'r' / 'config.json').read_text(), (tmp_path / 'r' / 'log.jsonl').read_text()
     again = cli(*sets(*first))                                                   # no --resume, no --overwrite
     assert again.returncode == 2 and 'already holds a run' in again.stderr and 'Traceback' not in again.stderr
     changed = cli('--resume', *sets('pretrain.lr=0.01'))
     assert changed.returncode == 2 and 'pretrain.lr: 0.002 -> 0.01' in changed.stderr, changed.stderr
     assert (tmp_path / 'r' / 'config.json').read_text() == saved and (tmp_path / 'r' / 'log.jsonl').read_text() == log
+    with open(tmp_path / 'r' / 'log.jsonl', 'a') as f: f.write(json.dumps({'step': 3, 'loss': 0.0}) + '\n')   # logged, then killed
     resumed = cli('--resume')                                                    # its own settings: no --set needed
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / 'r' / 'config.json').read_text() == saved
     steps = [json.loads(l)['step'] for l in (tmp_path / 'r' / 'log.jsonl').read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
+    assert steps == [1, 2, 3, 4]                                                 # step 3 was done again and logged once
     assert cli(*sets(*first), '--overwrite', '--stop-after', '1').returncode == 0
     assert [json.loads(l)['step'] for l in (tmp_path / 'r' / 'log.jsonl').read_text().splitlines()] == [1]
     assert not (tmp_path / 'r' / 'checkpoints' / 'final').exists()             # nothing of the old run is left

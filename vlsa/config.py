@@ -195,12 +195,14 @@ class TrainConfig:
     log_every: int = 10           # steps between log lines
     eval_every: int = 0           # steps between retrieval evaluations on the eval split (0: at the end only)
     ckpt_every: int = 0           # steps between checkpoints (0: at the end only)
+    keep_last: int = 2            # step checkpoints kept, the newest (0: all); a finished run keeps only `final`
     precision: str = 'auto'       # 'auto': bf16 autocast where the hardware has bf16 (a GPU, AMX or AVX512-BF16), else fp32
 
     def __post_init__(self):
         _check(self.optimizer == 'adamw', f"optimizer: only 'adamw' (the paper's) is built, got {self.optimizer!r}")
         _check(self.lr > 0 and self.batch_size >= 1, 'lr must be > 0 and batch_size >= 1')
         _check(self.steps > 0 or self.epochs > 0, 'set steps or epochs')
+        _check(self.keep_last >= 0, f'keep_last must be >= 0, got {self.keep_last}')
         _check(self.micro_batch >= 0, f'micro_batch must be >= 0, got {self.micro_batch}')
         _check(self.precision in ('auto', 'bf16', 'fp32'), f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
 

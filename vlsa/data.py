@@ -65,14 +65,20 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
         if k in d and not d[k].strip(): raise ManifestError(f"{where}: field '{k}' is empty")
     for i, c in enumerate(d['captions']):
         if not isinstance(c, str) or not c.strip(): raise ManifestError(f"{where}: field 'captions' item {i} is empty or not a string")
+    if not isinstance(d.get('meta', {}).get('transcript', ''), str):
+        raise ManifestError(f"{where}: field 'meta.transcript' must be str, got {type(d['meta']['transcript']).__name__}")
     return ClipRecord(d['id'], root / d['video'], list(d['captions']), d['split'], root / d['audio'] if 'audio' in d else None,
                       d.get('meta', {}), int(where.rsplit(':', 1)[1]))
 
 def read_manifest(path, split:str|None=None) -> list[ClipRecord]:
     "Read and check a JSON Lines manifest (optionally one split). Ids must be unique."
     path = Path(path)
-    try: lines = path.read_text(encoding='utf-8').splitlines()
+    try: raw = path.read_bytes()
     except OSError as e: raise ManifestError(f'{path}: cannot read the manifest ({e.strerror})') from None
+    try: lines = raw.decode('utf-8-sig').splitlines()   # a byte-order mark, as some editors write, is allowed
+    except UnicodeDecodeError as e:
+        line = raw.count(b'\n', 0, e.start) + 1
+        raise ManifestError(f'{path}:{line}: not UTF-8 text (byte {raw[e.start]:#04x})') from None
     records, seen = [], {}
     for n, text in enumerate(lines, 1):
         if not text.strip(): continue

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
            'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
-           'config_changes', 'claim_run_dir', 'run_path', 'run', 'latest_checkpoint', 'pretrain', 'finetune',
-           'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
+           'config_changes', 'claim_run_dir', 'run_path', 'run', 'latest_checkpoint', 'prune_checkpoints',
+           'drop_rows_after', 'pretrain', 'finetune', 'stage_command', 'pretrain_command', 'finetune_command',
+           'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -231,7 +232,9 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     state = {'step': 0, 'epoch': 0, 'batch': 0}
     if resume and (ck := latest_checkpoint(run_dir)) is not None:
         state.update(load_checkpoint(ck, model, opt, sched, {'mask': gen}, extra))
-        if main: log.info('resumed %s at step %d', ck, state['step'])
+        if main:
+            log.info('resumed %s at step %d', ck, state['step'])
+            for f in ('log.jsonl', 'metrics.jsonl'): drop_rows_after(run_dir / f, state['step'])   # they will be done again
     precision = resolve_precision(tc.precision, device)
     if main:
         log.info('%s: %d steps, batch %d = %d per step x %d processes x %d accumulation, lr %.3g (scaled from %.3g), %s',
@@ -244,8 +247,10 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     done_here, t_last, clips, wait = 0, time.perf_counter(), 0, 0.0
 
     def checkpoint(tag=None):
-        if main: save_checkpoint(run_dir / 'checkpoints' / (tag or f"step-{state['step']:07d}"), model, opt, sched,
-                                 {'mask': gen}, extra, **state)
+        if not main: return
+        save_checkpoint(run_dir / 'checkpoints' / (tag or f"step-{state['step']:07d}"), model, opt, sched,
+                        {'mask': gen}, extra, **state)
+        prune_checkpoints(run_dir, 0 if tag == 'final' else tc.keep_last)   # `final` stands for every step before it
 
     def evaluation():
         if not main: return
@@ -295,8 +300,8 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
                 if tc.eval_every and state['step'] % tc.eval_every == 0 and state['step'] < total: evaluation()
                 if tc.ckpt_every and state['step'] % tc.ckpt_every == 0: checkpoint()
                 stop = _Stop.requested or bool(stop_after and done_here >= stop_after)
-        checkpoint()
-        if state['step'] >= total and main:
+        if state['step'] < total: checkpoint()   # stopped early: --resume starts here
+        elif main:
             checkpoint('final')
             table = evaluation()
             (run_dir / 'summary.json').write_text(json.dumps({'stage': stage, 'steps': state['step'], 'precision': precision,
@@ -315,6 +320,19 @@ def latest_checkpoint(run_dir) -> Path|None:
     if (root / 'final' / 'trainer.json').exists(): return root / 'final'
     steps = sorted(p for p in root.glob('step-*') if (p / 'trainer.json').exists()) if root.exists() else []
     return steps[-1] if steps else None
+
+def prune_checkpoints(run_dir, keep:int):
+    "Delete all but the newest `keep` step checkpoints of a run (all of them when `keep` is 0 and `final` exists)."
+    root = Path(run_dir) / 'checkpoints'
+    steps = sorted(root.glob('step-*')) if root.exists() else []
+    if keep == 0 and not (root / 'final' / 'trainer.json').exists(): return
+    for old in steps[:len(steps) - keep] if keep else steps: shutil.rmtree(old, ignore_errors=True)
+
+def drop_rows_after(path:Path, step:int):
+    "Keep the JSON Lines rows of `path` up to `step`: a resumed run logs the later steps again."
+    if not path.exists(): return
+    rows = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get('step', 0) <= step]
+    tmp = path.with_suffix('.tmp'); tmp.write_text(''.join(r + '\n' for r in rows)); tmp.replace(path)
 
 def pretrain(cfg:Config, **kwargs) -> Path:
     "Pre-train with LPMM and GAM (as the config's switches say) on the manifest's `pretrain` split, transcripts as text."
@@ -378,6 +396,11 @@ def stage_command(stage:str, argv:list[str]) -> int:
         run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after,
                       overwrite=args.overwrite)
         print(f'run: {run_dir}')
+        if not (run_dir / 'summary.json').exists() and (ck := latest_checkpoint(run_dir)) is not None:
+            tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
+            step = int(ck.name.removeprefix('step-')) if ck.name.startswith('step-') else '?'
+            print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
+                  f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
         return 0
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f'vlsa {stage}: {e}', file=sys.stderr)
