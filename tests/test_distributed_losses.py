@@ -42,3 +42,40 @@ def test_gathered_infonce_equals_the_whole_batch(tmp_path):
     torch.testing.assert_close(torch.stack([p['loss'] for p in parts]).mean(), loss.detach())
     torch.testing.assert_close(torch.cat([p['gx'] for p in parts]) / WORLD, x.grad)
     torch.testing.assert_close(torch.cat([p['gy'] for p in parts]) / WORLD, y.grad)
+
+
+CASES = {'some rows': [2, 6, 10], 'a rank without any': list(range(B, 2 * B)), 'no audio at all': list(range(2 * B))}
+
+
+def masked_worker(rank, init_file, out_dir):
+    "Clips without audio keep their rows (equal shapes for the gather) and are masked out of the loss."
+    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=WORLD)
+    try:
+        for name, missing in CASES.items():
+            x, y = embeddings()
+            valid = torch.ones(WORLD * B, dtype=torch.bool); valid[missing] = False
+            x = x[rank * B:(rank + 1) * B].clone().requires_grad_()
+            y = y[rank * B:(rank + 1) * B].clone().requires_grad_()
+            loss = InfoNCE(0.1)(x, y, valid[rank * B:(rank + 1) * B])
+            loss.backward()
+            torch.save({'loss': loss.detach(), 'gx': x.grad, 'gy': y.grad}, os.path.join(out_dir, f'{name}-{rank}.pt'))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason='torch.distributed is not built in')
+def test_clips_without_audio_give_the_one_process_loss_of_the_clips_with_it(tmp_path):
+    mp.spawn(masked_worker, args=(str(tmp_path / 'init'), str(tmp_path)), nprocs=WORLD, join=True)
+    for name, missing in CASES.items():
+        parts = [torch.load(tmp_path / f'{name}-{r}.pt') for r in range(WORLD)]
+        valid = torch.ones(WORLD * B, dtype=torch.bool); valid[missing] = False
+        x, y = (t.clone().requires_grad_() for t in embeddings())
+        mean = torch.stack([p['loss'] for p in parts]).mean()
+        assert torch.isfinite(mean) and all(torch.isfinite(p['gx']).all() for p in parts), name
+        if not valid.any():
+            assert mean.item() == 0.0 and all((p['gx'] == 0).all() for p in parts); continue
+        loss = InfoNCE(0.1)(x[valid], y[valid])   # one process that never saw the clips without audio
+        loss.backward()
+        torch.testing.assert_close(mean, loss.detach(), msg=name)
+        torch.testing.assert_close(torch.cat([p['gx'] for p in parts]) / WORLD, x.grad, msg=name)
+        torch.testing.assert_close(torch.cat([p['gy'] for p in parts]) / WORLD, y.grad, msg=name)

@@ -14,8 +14,8 @@ from .config import LossConfig
 from .masking import IGNORE
 
 # %% auto #0
-__all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_grad', 'InfoNCE', 'PairMatching', 'in_batch_top1',
-           'spread', 'GlobalMatching', 'VLSALoss']
+__all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_grad', 'gather_flags', 'InfoNCE', 'PairMatching',
+           'in_batch_top1', 'spread', 'GlobalMatching', 'VLSALoss']
 
 # %% ../nbs/13_losses.ipynb #597edc10
 def masked_patch_mse(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix:bool=True) -> torch.Tensor:
@@ -41,6 +41,13 @@ def gather_with_grad(x:torch.Tensor) -> tuple[torch.Tensor, int]:
     rank = torch.distributed.get_rank()
     return torch.cat(parts), sum(len(p) for p in parts[:rank])
 
+def gather_flags(flags:torch.Tensor) -> torch.Tensor:
+    "All ranks' (B,) flags concatenated (no gradient): which rows of the gathered batch are real."
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()): return flags
+    parts = [torch.empty_like(flags) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, flags.contiguous())
+    return torch.cat(parts)
+
 class InfoNCE(nn.Module):
     "Two-way InfoNCE between paired (B, D) normalized embeddings, with a learnable temperature clamped at `min_t`."
     def __init__(self, temperature_init:float=0.07, min_t:float=0.01):
@@ -51,7 +58,9 @@ class InfoNCE(nn.Module):
     @property
     def scale(self) -> torch.Tensor: return self.log_scale.clamp(max=self.max_log_scale).exp()
 
-    def forward(self, x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
+    def forward(self, x:torch.Tensor, y:torch.Tensor, valid:torch.Tensor|None=None) -> torch.Tensor:
+        """The loss over the pairs marked in `valid` (B,) (say, the clips that have audio), as if only those had been
+        in the batch. Every rank keeps all its rows, so that the gather sees equal shapes; a batch without one gives 0."""
         # fp32 even under autocast: bf16 rounds cosines near 1 to steps of 1/128, which erases the small differences
         # between the nearly collinear embeddings of an untrained (or collapsed) model, and with them the gradient
         with torch.autocast(x.device.type, enabled=False):
@@ -59,7 +68,18 @@ class InfoNCE(nn.Module):
             y_all, _ = gather_with_grad(y.float())
             labels = torch.arange(len(x), device=x.device) + offset
             s = self.scale
-            return (F.cross_entropy(s * x.float() @ y_all.T, labels) + F.cross_entropy(s * y.float() @ x_all.T, labels)) / 2
+            valid_all = None if valid is None else gather_flags(valid.bool())
+            if valid_all is None or bool(valid_all.all()):
+                return (F.cross_entropy(s * x.float() @ y_all.T, labels) + F.cross_entropy(s * y.float() @ x_all.T, labels)) / 2
+            if not bool(valid_all.any()): return (x.sum() + y.sum()) * 0.0 * s   # keeps the graph, contributes nothing
+            gone = ~valid_all[None]                                      # columns of rows without a partner
+            v = valid.bool()
+            xy = (s * x[v].float() @ y_all.T).masked_fill(gone, float('-inf'))
+            yx = (s * y[v].float() @ x_all.T).masked_fill(gone, float('-inf'))
+            total = F.cross_entropy(xy, labels[v], reduction='sum') + F.cross_entropy(yx, labels[v], reduction='sum')
+            # each rank divides by the whole batch's count, times the ranks that DDP averages over: the one-process mean
+            world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            return total / 2 / valid_all.sum() * world
 
 # %% ../nbs/13_losses.ipynb #19a3082a
 class PairMatching(nn.Module):
@@ -117,17 +137,20 @@ class GlobalMatching(nn.Module):
         self.nce = InfoNCE(cfg.temperature_init)
         if self.use_matching: self.match = nn.ModuleDict({f'{a}_{b}': PairMatching(dim) for a, b in self.pairs})
 
-    def forward(self, emb:dict[str, torch.Tensor], generator=None) -> dict[str, torch.Tensor]:
-        "emb: normalized (B, D) global embeddings by modality, rows paired."
+    def forward(self, emb:dict[str, torch.Tensor], generator=None, has_audio:torch.Tensor|None=None) -> dict[str, torch.Tensor]:
+        "emb: normalized (B, D) global embeddings by modality, rows paired; pairs with audio count the `has_audio` rows only."
         out = {}
         for a, b in self.pairs:
             name = f'{self.objective}_{a}_{b}'
-            out[f'{name}_nce'] = self.nce(emb[a], emb[b])
+            valid = has_audio if 'audio' in (a, b) else None
+            pick = (lambda e: e) if valid is None else (lambda e: e[valid])   # local terms: this rank's real pairs
+            out[f'{name}_nce'] = self.nce(emb[a], emb[b], valid)               # gathered: every row, masked
             if self.use_matching:
                 out[f'{name}_match'], out[f'{name}_match_acc'] = self.match[f'{a}_{b}'](
-                    emb[a], emb[b], self.nce.scale.detach(), generator)
-            out[f'{name}_top1'] = in_batch_top1(emb[a], emb[b])
-        for m in dict.fromkeys(m for pair in self.pairs for m in pair): out[f'spread_{m}'] = spread(emb[m])
+                    pick(emb[a]), pick(emb[b]), self.nce.scale.detach(), generator)
+            out[f'{name}_top1'] = in_batch_top1(pick(emb[a]), pick(emb[b]))
+        for m in dict.fromkeys(m for pair in self.pairs for m in pair):
+            out[f'spread_{m}'] = spread(emb[m] if m != 'audio' or has_audio is None else emb[m][has_audio])
         out['temperature'] = (1 / self.nce.scale).detach()
         return out
 

@@ -228,8 +228,7 @@ def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None) -> dict[
         emb = {'video': self._global('video', (v_vis if visible_global else v_tok).flatten(1, 2)),
                'audio': self._global('audio', a_vis if visible_global else a_tok),
                'text': self._global('text', self.embed['text'](ids), att)}
-        if cfg.loss.global_objective == 'gam': emb = {k: e[has_audio] for k, e in emb.items()}
-        terms.update(self.criterion.global_matching(emb, generator))
+        terms.update(self.criterion.global_matching(emb, generator, has_audio))   # no row is dropped before a gather
     terms['loss'] = self.criterion.total(terms)
     return terms
 

@@ -114,7 +114,7 @@ class Finetuner(nn.Module):
         v = m.encode_video(batch['video'])
         a = m.encode_audio(batch['audio'])
         has = batch.get('has_audio', torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
-        terms = {'ft_text_video_nce': self.nce(t, v), 'ft_text_audio_nce': self.nce(t[has], a[has])}
+        terms = {'ft_text_video_nce': self.nce(t, v), 'ft_text_audio_nce': self.nce(t, a, has)}   # equal shapes on every rank
         terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
         terms['temperature'] = (1 / self.nce.scale).detach()
         return terms
