@@ -162,3 +162,41 @@ def test_push_warns_when_the_run_has_not_finished(run, tmp_path, capsys):
     (unfinished / 'summary.json').unlink()
     assert push_command([str(unfinished), '--repo', 'someone/vlsa-tiny', '--dry-run', '--out', str(tmp_path / 'up')]) == 0
     assert 'has not finished' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('damage', ['empty', 'truncated', 'text'])
+def test_a_damaged_weights_file_is_named_in_one_line(run, tmp_path, damage):
+    "embed and evaluate on a run whose only checkpoint is damaged: exit 2, one line naming the file, no traceback."
+    root, manifest, run_dir = run
+    broken = tmp_path / 'broken'
+    shutil.copytree(run_dir, broken)
+    weights = broken / 'checkpoints' / 'final' / 'model.safetensors'
+    data = weights.read_bytes()
+    weights.write_bytes({'empty': b'', 'truncated': data[:len(data) // 2], 'text': b'not a checkpoint'}[damage])
+    for argv in (['embed', str(broken), str(manifest), '--out', str(tmp_path / 'idx.safetensors')], ['evaluate', str(broken / 'checkpoints' / 'final')]):
+        out = subprocess.run([str(Path(sys.executable).parent / 'vlsa'), *argv], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, (argv, out.stderr[-1500:])
+        assert 'Traceback' not in out.stderr and str(weights) in out.stderr and 'not a readable safetensors file' in out.stderr
+    assert not (tmp_path / 'idx.safetensors').exists()
+
+
+def test_a_run_resumes_from_the_last_good_checkpoint_when_the_newest_is_damaged(tmp_path):
+    from vlsa.train import latest_checkpoint
+    from vlsa.checkpoint import save_checkpoint
+    model = torch.nn.Linear(2, 2)
+    for step in (1, 2): save_checkpoint(tmp_path / 'checkpoints' / f'step-{step:07d}', model)
+    (tmp_path / 'checkpoints' / 'step-0000002' / 'model.safetensors').write_bytes(b'')
+    assert latest_checkpoint(tmp_path).name == 'step-0000001'
+
+
+def test_a_config_without_model_settings_or_a_misfitting_checkpoint_is_named(run, tmp_path):
+    from vlsa.checkpoint import CheckpointError
+    from vlsa.hub import HubError
+    root, manifest, run_dir = run
+    folder = VLSA.from_pretrained(run_dir).save_pretrained(tmp_path / 'saved')
+    (folder / 'config.json').write_text('{"data": {}}')
+    with pytest.raises(HubError, match="config.json: no 'model' settings"): VLSA.from_pretrained(folder)
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    cfg['model']['encoder']['width'] = 96; cfg['model']['encoder']['heads'] = 2
+    (folder / 'config.json').write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match='model.safetensors: does not fit the model'): VLSA.from_pretrained(folder)

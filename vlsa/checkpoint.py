@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'load_weights', 'load_checkpoint']
+__all__ = ['rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'CheckpointError', 'read_tensors', 'readable',
+           'load_weights', 'load_checkpoint']
 
 # %% ../nbs/31_checkpoint.ipynb #a3386c33
 def _optimizer_split(state:dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -88,18 +89,42 @@ def save_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None,
         (tmp / 'trainer.json').write_text(json.dumps(trainer))
     return Path(path)
 
+class CheckpointError(ValueError):
+    "A checkpoint file that cannot be read (empty, truncated, not safetensors) or does not fit the model."
+
+def read_tensors(file:Path) -> dict[str, torch.Tensor]:
+    "The tensors of a safetensors file, or CheckpointError naming it."
+    try: return load_file(file)
+    except Exception as e:   # safetensors raises its own error type (and OSError) for a damaged file
+        raise CheckpointError(f'{file}: not a readable safetensors file ({str(e).splitlines()[0]})') from None
+
+def readable(path) -> bool:
+    "Whether a checkpoint folder is whole: its JSON parses and its safetensors headers read (without the tensors)."
+    from safetensors import safe_open
+    path = Path(path)
+    try:
+        json.loads((path / 'trainer.json').read_text())
+        for name in ('model.safetensors', 'trainer.safetensors'):
+            with safe_open(path / name, 'pt') as f: f.keys()
+        return True
+    except Exception: return False
+
 def load_weights(path, model:torch.nn.Module, strict:bool=True):
     "Load `model.safetensors` of a checkpoint folder (or a .safetensors file) into `model`."
     path = Path(path)
     file = path / 'model.safetensors' if path.is_dir() else path
     if not file.exists(): raise FileNotFoundError(f'{file}: no such checkpoint')
-    return model.load_state_dict(load_file(file), strict=strict)
+    state = read_tensors(file)
+    try: return model.load_state_dict(state, strict=strict)
+    except RuntimeError as e:   # missing, unexpected or misshapen weights: the checkpoint is of another configuration
+        detail = ' '.join(str(e).split())
+        raise CheckpointError(f'{file}: does not fit the model ({detail[:300]}{"..." if len(detail) > 300 else ""})') from None
 
 def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None, generators=None, extra=None) -> dict:
     "Restore a checkpoint folder into the given objects; returns the `info` saved with it."
     path = Path(path)
     load_weights(path, model)
-    tensors = load_file(path / 'trainer.safetensors')
+    tensors = read_tensors(path / 'trainer.safetensors')
     for name, module in (extra or {}).items():
         prefix = f'extra.{name}.'
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

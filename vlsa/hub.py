@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from fastcore.basics import patch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import atomic_folder
+from .checkpoint import atomic_folder, load_weights
 from .config import ModelConfig, from_dict, load_config, to_dict
 from .model import VLSA
 
@@ -47,12 +47,17 @@ class HubError(RuntimeError):
 def _local_files(path:Path) -> tuple[ModelConfig, Path]|None:
     "(config, weights) from a save_pretrained folder or a training run folder, or None."
     if (path / CONFIG_NAME).exists() and (path / WEIGHTS_NAME).exists():
-        d = json.loads((path / CONFIG_NAME).read_text())
+        try: d = json.loads((path / CONFIG_NAME).read_text())
+        except json.JSONDecodeError as e: raise HubError(f'{path / CONFIG_NAME}: not valid JSON ({e.msg})') from None
+        if not isinstance(d, dict) or 'model' not in d: raise HubError(f"{path / CONFIG_NAME}: no 'model' settings")
         return from_dict(ModelConfig, d['model']), path / WEIGHTS_NAME
     if (path / CONFIG_NAME).exists() and (path / 'checkpoints').exists():     # a run folder
         from vlsa.train import latest_checkpoint
         ck = latest_checkpoint(path)
-        if ck is None: raise HubError(f'{path}: the run has no complete checkpoint yet')
+        if ck is None:
+            kept = sorted((path / 'checkpoints').iterdir())
+            if not kept: raise HubError(f'{path}: the run has no complete checkpoint yet')
+            ck = next((k for k in kept if k.name == 'final'), kept[-1])   # all damaged: loading the newest names the damage
         return load_config(path / CONFIG_NAME).model, ck / WEIGHTS_NAME
     return None
 
@@ -79,8 +84,8 @@ def from_pretrained(cls:VLSA, name_or_path, revision:str|None=None, map_location
         found = _local_files(_download(str(name_or_path), revision))
     cfg, weights = found
     model = cls(cfg)
-    model.load_state_dict(load_file(weights, device=str(map_location)))
-    return model.eval()
+    load_weights(weights, model)   # a damaged or misfitting file: CheckpointError naming it
+    return model.to(map_location).eval()
 
 # %% ../nbs/40_hub.ipynb #cb8ad2cf
 REPO_URL = 'https://github.com/vlsa-project/vlsa'
@@ -206,7 +211,7 @@ def push_command(argv:list[str], api=None) -> int:
               file=sys.stderr)
     try:
         folder = export_run(args.run, args.out, args.repo)
-    except (HubError, FileNotFoundError, KeyError) as e:
+    except (HubError, FileNotFoundError, KeyError, ValueError) as e:   # ValueError: a damaged checkpoint, a bad config
         print(f'vlsa push: {e}', file=sys.stderr); return 2
     files = sorted(f.name for f in folder.iterdir())
     print(f'{folder}: ' + ', '.join(files))

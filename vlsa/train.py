@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_weights, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, readable, save_checkpoint
 from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
@@ -317,9 +317,9 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
 def latest_checkpoint(run_dir) -> Path|None:
     "The newest complete checkpoint of a run ('final' if there is one)."
     root = Path(run_dir) / 'checkpoints'
-    if (root / 'final' / 'trainer.json').exists(): return root / 'final'
-    steps = sorted(p for p in root.glob('step-*') if (p / 'trainer.json').exists()) if root.exists() else []
-    return steps[-1] if steps else None
+    steps = sorted(root.glob('step-*'), reverse=True) if root.exists() else []
+    # a damaged newest checkpoint (a crash mid-copy, a full disk) gives way to the one before it
+    return next((ck for ck in [root / 'final', *steps] if readable(ck)), None)
 
 def prune_checkpoints(run_dir, keep:int):
     "Delete all but the newest `keep` step checkpoints of a run (all of them when `keep` is 0 and `final` exists)."
@@ -380,6 +380,7 @@ def stage_command(stage:str, argv:list[str]) -> int:
             cfg = load_config(run_dir / 'config.json', args.overrides)
             manifest = cfg.data.manifest
             ck = latest_checkpoint(root) if (root / 'checkpoints').exists() else root
+            if ck is None: raise FileNotFoundError(f'{root}: the run has no complete checkpoint')
             model = VLSA(cfg); load_weights(ck, model)
             records, cache, stats = stage_data(cfg, 'pretrain')
             table = evaluate_model(model, cfg, records, cache, stats, args.split or cfg.data.test_split)
