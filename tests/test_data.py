@@ -164,3 +164,37 @@ def test_spectrogram_stats(clips):
     ds.spec_stats = (mean, std)
     a = torch.stack([ds[i]['audio'] for i in (0, 1, 2)])
     assert abs(a.mean().item()) < 0.5 and 0.5 < a.std().item() < 2
+
+
+def _children(pid):
+    "Pids whose parent is `pid` (Linux /proc)."
+    out = []
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try: fields = open(f'/proc/{d}/stat').read().rsplit(')', 1)[1].split()
+            except OSError: continue
+            if int(fields[1]) == pid: out.append(int(d))
+    return out
+
+
+def _alive(pid):
+    try: return open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError: return False
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason='reads /proc')
+def test_sigterm_during_the_cache_build_leaves_no_worker_and_no_temporary_folder(clips, tmp_path):
+    import signal, subprocess, sys, time
+    code = ('import sys; from vlsa.config import get_config; from vlsa.data import ClipCache\n'
+            'ClipCache(sys.argv[1], get_config("tiny"), sys.argv[2], on_error="skip", num_workers=2, progress=False)')
+    proc = subprocess.Popen([sys.executable, '-c', code, str(clips), str(tmp_path / 'cache')])
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:   # the pool's workers are up
+        workers = [p for p in _children(proc.pid) if 'python' in open(f'/proc/{p}/cmdline', 'rb').read().decode(errors='replace')]
+        time.sleep(0.05)
+    assert proc.poll() is None and workers, 'the build ended before it could be interrupted'
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    time.sleep(0.5)
+    assert not [p for p in workers if _alive(p)], 'workers outlived the build'
+    assert not list((tmp_path / 'cache').glob('.*')) and not list((tmp_path / 'cache').glob('*/index.json'))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #1d5e239d
 from __future__ import annotations
-import hashlib, json, logging, math, os, shutil, tempfile
+import contextlib, hashlib, json, logging, math, os, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,6 +256,30 @@ def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     return x.numpy(), spec.half().numpy(), has_audio
 
 # %% ../nbs/03_data.ipynb #4e673aeb
+@contextlib.contextmanager
+def _terminated_as_exit():
+    "Within the block, SIGTERM raises SystemExit (143), so that `finally` clauses and context managers clean up."
+    import signal, threading
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def handler(signum, frame): raise SystemExit(128 + signum)
+    old = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, old)
+
+@contextlib.contextmanager
+def _workers_stopped(pool):
+    "Shut a process pool down on leaving; on an error or a signal, its workers are terminated rather than awaited."
+    try: yield
+    except BaseException:
+        if pool is not None:
+            procs = list((getattr(pool, '_processes', None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs: p.terminate()
+            for p in procs: p.join(5)
+        raise
+    else:
+        if pool is not None: pool.shutdown()
+
 class ClipCache:
     "Decoded clips of a manifest in memory-mapped arrays, keyed by content and settings."
     def __init__(self, records, config:Config|ModelConfig, root, on_error:str='raise', num_workers:int=0, progress:bool=True):
@@ -283,16 +307,16 @@ class ClipCache:
             has_audio, bad = [False] * n, {}
             pool = ProcessPoolExecutor(num_workers, mp_context=mp.get_context('spawn'), initializer=_one_thread) \
                    if num_workers > 1 else None
-            results = pool.map(_decode_for_cache, self.records, [self.cfg] * n, chunksize=4) if pool else \
-                      (_decode_for_cache(r, self.cfg) for r in self.records)
-            for k, (r, out) in enumerate(tqdm(zip(self.records, results), total=n, desc='caching clips', disable=not progress)):
-                if isinstance(out, str):
-                    if on_error == 'raise': raise DataError(f"clip '{r.id}' (manifest line {r.line}): {out}")
-                    bad[r.id] = out
-                    log.warning("cache: skipped clip '%s' (%s): %s", r.id, r.video, out)
-                    continue
-                frames[k], specs[k], has_audio[k] = out
-            if pool: pool.shutdown()
+            with _terminated_as_exit(), _workers_stopped(pool):   # SIGTERM: no worker and no half-built folder left
+                results = pool.map(_decode_for_cache, self.records, [self.cfg] * n, chunksize=4) if pool else \
+                          (_decode_for_cache(r, self.cfg) for r in self.records)
+                for k, (r, out) in enumerate(tqdm(zip(self.records, results), total=n, desc='caching clips', disable=not progress)):
+                    if isinstance(out, str):
+                        if on_error == 'raise': raise DataError(f"clip '{r.id}' (manifest line {r.line}): {out}")
+                        bad[r.id] = out
+                        log.warning("cache: skipped clip '%s' (%s): %s", r.id, r.video, out)
+                        continue
+                    frames[k], specs[k], has_audio[k] = out
             frames.flush(); specs.flush()
             index = {'key': self.key, 'settings': s, 'ids': [r.id for r in self.records], 'has_audio': has_audio, 'bad': bad}
             (tmp / 'index.json').write_text(json.dumps(index))
