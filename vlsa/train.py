@@ -250,7 +250,7 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
         if not main: return
         save_checkpoint(run_dir / 'checkpoints' / (tag or f"step-{state['step']:07d}"), model, opt, sched,
                         {'mask': gen}, extra, **state)
-        prune_checkpoints(run_dir, 0 if tag == 'final' else tc.keep_last)   # `final` stands for every step before it
+        prune_checkpoints(run_dir, 0 if tag == 'final' else tc.keep_last or None)   # `final` stands for every step before it
 
     def evaluation():
         if not main: return
@@ -321,12 +321,10 @@ def latest_checkpoint(run_dir) -> Path|None:
     # a damaged newest checkpoint (a crash mid-copy, a full disk) gives way to the one before it
     return next((ck for ck in [root / 'final', *steps] if readable(ck)), None)
 
-def prune_checkpoints(run_dir, keep:int):
-    "Delete all but the newest `keep` step checkpoints of a run (all of them when `keep` is 0 and `final` exists)."
-    root = Path(run_dir) / 'checkpoints'
-    steps = sorted(root.glob('step-*')) if root.exists() else []
-    if keep == 0 and not (root / 'final' / 'trainer.json').exists(): return
-    for old in steps[:len(steps) - keep] if keep else steps: shutil.rmtree(old, ignore_errors=True)
+def prune_checkpoints(run_dir, keep:int|None):
+    "Delete all but the newest `keep` step checkpoints of a run (None: keep every one)."
+    if keep is None: return
+    for old in sorted((Path(run_dir) / 'checkpoints').glob('step-*'))[:-keep or None]: shutil.rmtree(old, ignore_errors=True)
 
 def drop_rows_after(path:Path, step:int):
     "Keep the JSON Lines rows of `path` up to `step`: a resumed run logs the later steps again."
