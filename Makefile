@@ -66,7 +66,9 @@ SEEDS      := $(shell sed -n 's/^seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null 
 EXECUTED   := $(RESULTS)/executed
 PRE_RUNS   := $(foreach v,lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
 FT_RUNS    := $(foreach v,neither lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
-TABLES     := $(foreach t,tab2_text_video tab3_text_audio tab4_r1 tab5_ablation,$(RESULTS)/tables/$(t).md)
+TABLES     := $(foreach t,tab2_text_video tab3_text_audio tab4_r1 tab5_ablation control search_check,$(RESULTS)/tables/$(t).md)
+SYNTH      := $(strip $(call yaml,synth))
+CONTROL    := $(patsubst %/manifest.jsonl,%-unlinked/manifest.jsonl,$(MANIFEST))
 REPRODUCED := $(TABLES) $(RESULTS)/README.md
 PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)
 variant     = $(firstword $(subst -s, ,$(1)))
@@ -89,6 +91,13 @@ $(FT_RUNS): $(RUNS)/%-ft/eval-test.json: $(MANIFEST) $(PCFG) $$(call pretrained_
 $(TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS) $(PCFG) | $(STAMP)
 	@mkdir -p $(EXECUTED); $(now); echo "  table $* -> $@"
 	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
+
+$(RESULTS)/tables/control.md: $(CONTROL)   # GAM on the control data (nbs/experiments/control.ipynb trains it)
+
+# The control: the same world with every sound independent of its object (pre-training and val splits only)
+$(CONTROL): | $(STAMP)
+	@$(now); echo "  generating the SyncBench control (sound-sight link off) -> $(dir $@)"
+	$(BIN)/vlsa synth --profile $(SYNTH) --unlinked --out $(dir $@) --train 0 --test 0
 
 $(RESULTS)/README.md: $(TABLES)
 	@$(now); echo "  $@"

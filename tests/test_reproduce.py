@@ -12,7 +12,7 @@ from vlsa.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation']
+TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation', 'control', 'search_check']
 
 
 def make(*args, timeout=600):
@@ -45,10 +45,13 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     for t in TABLES:
         assert (res / 'tables' / f'{t}.md').exists() and (res / 'tables' / f'{t}.csv').exists(), t
     assert (res / 'figures' / 'tab5_ablation.png').stat().st_size > 10_000
-    assert len(list((res / 'executed').glob('*.ipynb'))) == 3 + 4 + 4          # 3 pre-training, 4 fine-tuning, 4 tables
+    assert len(list((res / 'executed').glob('*.ipynb'))) == 3 + 4 + 6          # 3 pre-training, 4 fine-tuning, 6 tables
+    assert json.loads((root / 'syncbench-unlinked' / 'syncbench.json').read_text())['linked'] is False   # the control's data
+    assert (res / 'figures' / 'control.png').exists() and (root / 'a' / 'runs' / 'gam-control-s0' / 'summary.json').exists()
     assert 'What the numbers say' in (res / 'README.md').read_text()
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
     assert 'mean over 1 seed (no spread' in (res / 'README.md').read_text()
+    assert 'The control (GAM only' in (res / 'README.md').read_text() and 'test captions finds its clip' in out
 
     again = make('reproduce', f'PCFG={a}')
     STAGE = r'^\s+(pre-training|fine-tuning|table) \S+ ->'      # the line make prints before each stage

@@ -14,9 +14,10 @@ import pandas as pd
 from .config import Config, config_from_json, get_config, override
 
 # %% auto #0
-__all__ = ['VARIANTS', 'VARIANT_LABELS', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'variant_config', 'run_name', 'Profile',
-           'smoke_profile', 'make_profile', 'load_run', 'evaluate_run', 'train_variant', 'load_eval', 'split_size',
-           'seed_stats', 'embedding_spread', 'ensure_runs']
+__all__ = ['VARIANTS', 'VARIANT_LABELS', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_config', 'run_name',
+           'Profile', 'smoke_profile', 'make_profile', 'load_run', 'evaluate_run', 'train_variant', 'load_eval',
+           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'train_control', 'read_log', 'log_at',
+           'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -54,6 +55,7 @@ class Profile:
     settings: dict = field(default_factory=dict)           # dotted overrides for both stages (model, data)
     pretrain_settings: dict = field(default_factory=dict)  # overrides of `pretrain.*`, without the prefix
     finetune_settings: dict = field(default_factory=dict)  # overrides of `finetune.*`
+    control_steps: int = 0         # GAM on the unlinked control data: pre-training steps (0: as many as `pretrain_settings`)
 
     def config(self, variant:str='both', seed:int=0) -> Config:
         "The resolved configuration of one variant and seed."
@@ -64,6 +66,12 @@ class Profile:
         return variant_config(override(get_config(self.preset), changes), variant, seed)
 
     def run_dir(self, variant:str, seed:int, stage:str) -> Path: return Path(self.runs) / run_name(variant, seed, stage)
+
+    @property
+    def control_manifest(self) -> Path:
+        "The control beside the data, where `vlsa synth --unlinked` puts it: .../cpu/manifest.jsonl -> .../cpu-unlinked/manifest.jsonl."
+        d = Path(self.manifest).parent
+        return d.with_name(d.name + '-unlinked') / 'manifest.jsonl'
 
     @property
     def label(self) -> str:
@@ -192,3 +200,66 @@ def ensure_runs(P:Profile, variants, stages=('pretrain', 'finetune')):
         raise FileNotFoundError(f'{len(missing)} runs of profile {P.name!r} are not finished: '
                                 f"{', '.join(run_name(*m) for m in missing)}; run `make reproduce PROFILE={P.name}`")
     for v, s, st in sorted(missing, key=lambda m: m[2] != 'pretrain'): train_variant(P, v, s, st, progress=False)
+
+# %% ../nbs/50_experiments.ipynb #5a058716
+CONTROL = 'gam-control'   # the control run's name: <runs>/gam-control-s<seed>
+
+def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
+    "GAM pre-training on the unlinked control data (the profile's settings, `control_steps` steps); its run folder."
+    from vlsa.train import pretrain
+    seed = P.seeds[0] if seed is None else seed
+    if not P.control_manifest.exists():
+        if P.name != 'smoke':
+            raise FileNotFoundError(f'{P.control_manifest}: no control data; `make reproduce` generates it '
+                                    f'(vlsa synth --profile {P.synth} --unlinked)')
+        from vlsa.synth import generate
+        generate(P.control_manifest.parent, counts={'pretrain': 8, 'train': 0, 'val': 8, 'test': 0}, workers=1,
+                 progress=False, linked=False)
+    changes = {'data.manifest': str(P.control_manifest), 'pretrain.eval_every': 0}   # `val` only at the end
+    if P.control_steps: changes['pretrain.steps'] = P.control_steps
+    cfg = override(P.config('gam', seed), changes)
+    run_dir = Path(P.runs) / f'{CONTROL}-s{seed}'
+    if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
+    pretrain(cfg, name=run_dir.name, out=P.runs, resume=True, progress=progress)
+    return run_dir
+
+def read_log(run_dir) -> pd.DataFrame:
+    "A run's log.jsonl, one row per logged step."
+    return pd.DataFrame([json.loads(l) for l in (Path(run_dir) / 'log.jsonl').read_text().splitlines() if l.strip()])
+
+def log_at(run_dir, step:int, columns, rows:int=4) -> dict[str, float]:
+    "The mean of each column over the last `rows` logged steps up to `step`."
+    log = read_log(run_dir)
+    log = log[log['step'] <= step].tail(rows)
+    if log.empty: raise ValueError(f'{run_dir}: nothing logged by step {step}')
+    return {c: float(log[c].mean()) for c in columns}
+
+def control_table(P:Profile, seed:int|None=None, rows:int=4) -> pd.DataFrame:
+    "GAM's audio-video term on the linked data and on the control, at the control's last step, against chance."
+    seed = P.seeds[0] if seed is None else seed
+    control = Path(P.runs) / f'{CONTROL}-s{seed}'
+    step = int(read_log(control)['step'].max())
+    batch = P.config('gam', seed).pretrain.batch_size
+    cols = ['gam_audio_video_nce', 'gam_audio_video_top1', 'spread_video']
+    out = []
+    for data, run in (('linked (SyncBench)', P.run_dir('gam', seed, 'pretrain')), ('unlinked control', control)):
+        v = log_at(run, step, cols, rows)
+        out.append({'data': data, 'step': step, 'audio-video InfoNCE': v[cols[0]], 'ln B': math.log(batch),
+                    'InfoNCE / ln B': v[cols[0]] / math.log(batch), 'audio-video top-1 (%)': 100 * v[cols[1]],
+                    'chance top-1 (%)': 100 / batch, 'video spread': v[cols[2]]})
+    return pd.DataFrame(out).set_index('data')
+
+# %% ../nbs/50_experiments.ipynb #07e1180f
+def search_check(P:Profile, variant:str='both', ks=(1, 5, 10), progress:bool=False) -> pd.DataFrame:
+    "Per seed: the share (%) of test captions whose own file `vlsa search` ranks in its top k, with `vlsa embed`'s index."
+    import torch
+    from vlsa.model import VLSA
+    from vlsa.search import build_index, sentence_hits
+    out = []
+    for seed in P.seeds:
+        run = P.run_dir(variant, seed, 'finetune')
+        with torch.inference_mode():
+            index = build_index(VLSA.from_pretrained(run), [P.manifest], str(run), P.config().data.test_split, progress)
+        row = {'seed': seed, 'captions': int((index['tensors']['text_item'] >= 0).sum()), 'files': len(index['meta']['names'])}
+        out.append(row | {f'top {k} (%)': 100 * float(sentence_hits(index, k).float().mean()) for k in ks})
+    return pd.DataFrame(out).set_index('seed')

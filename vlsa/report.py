@@ -11,7 +11,8 @@ from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, make_prof
 from .tables import PAPER, fmt, ordering
 
 # %% auto #0
-__all__ = ['TABLE_NOTEBOOKS', 'load_profile', 'stage_times', 'reading', 'diagnosis', 'summary_table', 'readme', 'report_command']
+__all__ = ['TABLE_NOTEBOOKS', 'load_profile', 'stage_times', 'reading', 'control_and_search', 'diagnosis', 'summary_table',
+           'readme', 'report_command']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLE_NOTEBOOKS = {
@@ -20,6 +21,8 @@ TABLE_NOTEBOOKS = {
     'tab4_r1': 'R@1 of text-to-video, text-to-audio and audio-to-video, beside the paper\'s Table 4 (LSMDC, AudioCaps, YouCook2)',
     'tab4_all_directions': 'every direction (and text against video and audio fused) with R@1/5/10/50, median and mean rank',
     'tab5_ablation': 'the four pre-training variants (neither, LPMM only, GAM only, both), fine-tuned, beside the paper\'s Table 5',
+    'control': 'the control: GAM\'s audio-video term on SyncBench with the sound-sight link off, beside the linked data',
+    'search_check': '`vlsa search` with every test caption: how often its clip is in the top 1, 5 and 10',
 }
 
 def load_profile(path) -> Profile:
@@ -67,11 +70,30 @@ def reading(P:Profile) -> list[str]:
         out.append(f"Ablation, {d} R@1 after fine-tuning: " + ', '.join(f'{VARIANT_LABELS[v]} {means[v]:.2f}' for v in o['order'])
                    + '. The paper\'s ordering (both > GAM only > LPMM only > neither) '
                    + ('holds.' if o['holds'] else f"does not hold on SyncBench: {', '.join(failed)} fail{'s' if len(failed) == 1 else ''}."))
-    return out + diagnosis(P)
+    return out + diagnosis(P) + control_and_search(P)
 
 def _last_log(P:Profile, variant:str, seed:int) -> dict:
     lines = (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()
     return json.loads(lines[-1])
+
+def control_and_search(P:Profile) -> list[str]:
+    "What the control and the caption search found, from their tables (when the profile made them)."
+    import pandas as pd
+    out, tables = [], Path(P.results) / 'tables'
+    if (tables / 'control.csv').exists():
+        c = pd.read_csv(tables / 'control.csv').set_index('data')
+        linked, control = c.iloc[0], c.iloc[1]
+        out.append(f"The control (GAM only, one seed, {int(control['step'])} steps): the audio-video InfoNCE is "
+                   f"{control['InfoNCE / ln B']:.2f} ln B when the sounds are independent of what is seen, and "
+                   f"{linked['InfoNCE / ln B']:.2f} ln B on the linked data at the same step"
+                   + (': the fall comes from the link.' if linked['InfoNCE / ln B'] < control['InfoNCE / ln B'] - 0.02
+                      else ': the link made no difference yet.'))
+    if (tables / 'search_check.csv').exists():
+        s = pd.read_csv(tables / 'search_check.csv').set_index('model')
+        mean, chance = s.iloc[-2], s.iloc[-1]
+        out.append(f"`vlsa search` with each of the {int(mean['captions'])} test captions finds its clip among the first 5 "
+                   f"of {int(mean['files'])} for {mean['top 5 (%)']:.1f} % of them (chance {chance['top 5 (%)']:.1f} %).")
+    return out
 
 def diagnosis(P:Profile) -> list[str]:
     "What the pre-training logs say about why the ablation came out as it did."

@@ -14,7 +14,8 @@ from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, seed_stat
 
 # %% auto #0
 __all__ = ['PAPER', 'REPORTED', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'paper_row', 'fmt', 'markdown_table',
-           'write_table', 'ordering', 'verdict', 'verdicts', 'ablation_frame', 'ablation_chart', 'training_figure']
+           'write_table', 'ordering', 'verdict', 'verdicts', 'ablation_frame', 'ablation_chart', 'training_figure',
+           'control_figure']
 
 # %% ../nbs/51_tables.ipynb #fee15139
 PAPER = {
@@ -59,19 +60,22 @@ def fmt(mean:float, sd:float=math.nan, digits:int=1) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)): return '–'
     return f'{mean:.{digits}f}' + ('' if sd is None or math.isnan(sd) else f' ± {sd:.{digits}f}')
 
-def markdown_table(rows:list[dict], columns:list[str], metrics:list[str]) -> str:
-    "A GitHub markdown table of `columns` then `metrics` (formatted with their spread)."
+def markdown_table(rows:list[dict], columns:list[str], metrics:list[str], digits:dict|None=None) -> str:
+    "A GitHub markdown table of `columns` then `metrics` (formatted with their spread; 1 decimal unless `digits` says)."
+    digits = {'MdR': 0} | (digits or {})
     head = columns + metrics
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(columns) + ['---:'] * len(metrics)) + '|']
     for r in rows:
-        cells = [str(r[c]) for c in columns] + [fmt(r[m], r.get(f'{m} sd', math.nan), 0 if m in ('MdR',) else 1) for m in metrics]
+        cells = [str(r[c]) for c in columns] + [fmt(r[m], r.get(f'{m} sd', math.nan), digits.get(m, 1)) for m in metrics]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
-def write_table(results, name:str, title:str, rows:list[dict], columns:list[str], metrics:list[str], notes:str='') -> Path:
+def write_table(results, name:str, title:str, rows:list[dict], columns:list[str], metrics:list[str], notes:str='',
+                digits:dict|None=None) -> Path:
     "results/tables/<name>.md (title, table, notes) and <name>.csv (every column, full precision)."
     out = Path(results) / 'tables'; out.mkdir(parents=True, exist_ok=True)
-    (out / f'{name}.md').write_text(f'# {title}\n\n' + markdown_table(rows, columns, metrics) + (f'\n{notes.strip()}\n' if notes else ''))
+    (out / f'{name}.md').write_text(f'# {title}\n\n' + markdown_table(rows, columns, metrics, digits)
+                                     + (f'\n{notes.strip()}\n' if notes else ''))
     pd.DataFrame(rows).to_csv(out / f'{name}.csv', index=False, float_format='%.6g')
     return out / f'{name}.md'
 
@@ -154,4 +158,23 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100, metadata={'Software': None})   # no version stamp: the same bytes every run
+    return fig
+
+# %% ../nbs/51_tables.ipynb #62f3c352
+def control_figure(runs:dict, batch:int, path=None, term:str='gam_audio_video_nce'):
+    "One InfoNCE term over the steps of several runs (label -> run folder), against ln B; the last run's end dotted."
+    import json
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, run in runs.items():
+        log = pd.DataFrame([json.loads(l) for l in (Path(run) / 'log.jsonl').read_text().splitlines() if l.strip()])
+        ax.plot(log['step'], log[term], label=label)
+    ax.axvline(log['step'].max(), color='grey', ls=':', lw=1)
+    ax.axhline(math.log(batch), color='grey', ls='--', lw=1, label=f'chance (ln {batch})')
+    ax.set(xlabel='pre-training step', ylabel=term.replace('gam_', '').replace('_', ' '), title='GAM on linked and unlinked data')
+    ax.legend(fontsize=8); fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, metadata={'Software': None})
     return fig
