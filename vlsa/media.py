@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_media.ipynb #69189829
 from __future__ import annotations
-import logging, os
+import logging, os, re, sys, tempfile, threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -14,8 +15,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'DECODERS', 'VIDEO_DECODERS', 'AUDIO_DECODERS', 'DECORD_UNRELIABLE', 'MediaError', 'NoAudioTrack',
-           'write_media', 'MediaInfo', 'probe', 'Clip', 'sample_times', 'nearest_frames', 'read_clip', 'read_audio']
+__all__ = ['log', 'DECODERS', 'VIDEO_DECODERS', 'AUDIO_DECODERS', 'DECORD_UNRELIABLE', 'MAX_DECODE_ERRORS', 'MediaError',
+           'NoAudioTrack', 'write_media', 'MediaInfo', 'probe', 'Clip', 'sample_times', 'nearest_frames',
+           'decoder_messages', 'read_clip', 'read_audio']
 
 # %% ../nbs/01_media.ipynb #e9657706
 class MediaError(RuntimeError):
@@ -98,6 +100,9 @@ def probe(path) -> MediaInfo:
         with av.open(str(p), timeout=30) as box:
             v = box.streams.video[0] if box.streams.video else None
             a = box.streams.audio[0] if box.streams.audio else None
+            for kind, s in (('video', v), ('audio', a)):
+                if s is not None and s.codec_context is None:
+                    raise MediaError(path, f'its {kind} stream has no decoder (an unknown codec, or a damaged header)')
             start = float(a.start_time * a.time_base) if a is not None and a.start_time is not None else 0.0
             return MediaInfo(duration=(box.duration or 0) / 1e6, has_video=v is not None, has_audio=a is not None,
                              video_codec=v.codec_context.name if v else None, audio_codec=a.codec_context.name if a else None,
@@ -188,25 +193,51 @@ DECODERS = {'decord': (_frames_decord, _audio_decord), 'pyav': (_frames_pyav, _a
 VIDEO_DECODERS, AUDIO_DECODERS = ('decord', 'pyav'), ('pyav', 'decord')   # order of preference
 DECORD_UNRELIABLE = {'asf': 'decord seeks to wrong frames in ASF (wmv) files'}  # container -> why PyAV goes first
 
+# %% ../nbs/01_media.ipynb #6263318e
+MAX_DECODE_ERRORS = 2   # decoder error messages a file may cause before it counts as damaged
+_DECODER_LINE = re.compile(r'^\[[\w:.,-]+ @ 0x[0-9a-f]+\] |^\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: ')   # FFmpeg's, decord's
+_FD2 = threading.RLock()   # fd 2 belongs to the whole process: one capture at a time, or a thread restores another's
+
+@contextmanager
+def decoder_messages():
+    "Collect the lines FFmpeg and decord print on file descriptor 2 meanwhile (a list, filled at exit); others pass."
+    said = []
+    sys.stderr.flush()
+    with _FD2, tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try: yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2); os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode('utf-8', 'replace').splitlines():
+                if _DECODER_LINE.match(line): said.append(re.sub(r' @ 0x[0-9a-f]+', '', line.strip()))
+                elif line.strip(): print(line, file=sys.stderr)
+
 # %% ../nbs/01_media.ipynb #84f51427
-def _with_fallback(kind:str, path, fns:dict, *args, reason:str|None=None):
-    "Try the decoders in order; log which served and why; MediaError naming every reason if none can."
+def _with_fallback(kind:str, path, fns:dict, *args, reason:str|None=None, max_errors:int=MAX_DECODE_ERRORS):
+    "Try the decoders in order; log which served and why; MediaError naming every reason if none can, or if it is damaged."
     errors = [reason] if reason else []
     for name, fn in fns.items():
         try:
-            out = fn(path, *args)
-            if errors: log.info('%s: %s decoded by %s after %s', path, kind, name, '; '.join(errors))
-            return out, name
+            with decoder_messages() as said: out = fn(path, *args)
         except MediaError: raise
         except Exception as e:   # decord raises DECORDError / RuntimeError; PyAV its FFmpegError family
             msg = str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'no message'
             errors.append(f'{name} failed ({type(e).__name__}: {msg})')
+            continue
+        if len(said) > max_errors:   # another decoder would conceal the same damage: the file is skipped, not retried
+            raise MediaError(path, f'damaged {kind}: {name} reported {len(said)} decoding errors (first: {said[0][:160]})')
+        if said: log.warning('%s: %s decoded by %s with %d error message(s): %s', path, kind, name, len(said), '; '.join(said))
+        if errors: log.info('%s: %s decoded by %s after %s', path, kind, name, '; '.join(errors))
+        return out, name
     raise MediaError(path, f'cannot decode the {kind}: ' + '; '.join(errors))
 
 # %% ../nbs/01_media.ipynb #42006555
 def read_clip(path, num_frames:int=8, sample_rate:int=11_025, start:float|None=None, duration:float|None=None,
               audio_path=None, allow_no_audio:bool=False, decoders:tuple[str, ...]|None=None,
-              audio_decoders:tuple[str, ...]|None=None, info:MediaInfo|None=None) -> Clip:
+              audio_decoders:tuple[str, ...]|None=None, info:MediaInfo|None=None, max_decode_errors:int=MAX_DECODE_ERRORS) -> Clip:
     "`num_frames` frames spread over [start, start + duration) and the audio of the same window, mono at `sample_rate`."
     info = info or probe(path)   # callers that chose the window from a probe pass it on
     if not info.has_video: raise MediaError(path, 'no video stream')
@@ -228,14 +259,15 @@ def read_clip(path, num_frames:int=8, sample_rate:int=11_025, start:float|None=N
         window['span'] = (start, start + d)
         return sample_times(start, d, num_frames)
     (frames, frame_times, _), vdec = _with_fallback('video', path, {d: DECODERS[d][0] for d in decoders}, choose,
-                                                    reason=skip if decoders[0] == 'pyav' else None)
+                                                    reason=skip if decoders[0] == 'pyav' else None, max_errors=max_decode_errors)
     window = window['span']
     duration = window[1] - window[0]
     n = int(round(duration * sample_rate))
     if not ainfo.has_audio:
         if not allow_no_audio: raise NoAudioTrack(audio_src, 'no audio stream')
         return Clip(frames, frame_times, np.zeros(0, np.float32), sample_rate, start, False, str(path), vdec, window)
-    (wave, t0), adec = _with_fallback('audio', audio_src, {d: DECODERS[d][1] for d in audio_decoders}, sample_rate, ainfo)
+    (wave, t0), adec = _with_fallback('audio', audio_src, {d: DECODERS[d][1] for d in audio_decoders}, sample_rate, ainfo,
+                                      max_errors=max_decode_errors)
     # cut the window out of the track; where the track does not reach, it is silent (zeros) by definition
     first = int(round((start - t0) * sample_rate))
     audio = np.zeros(n, np.float32)
@@ -247,9 +279,11 @@ def read_clip(path, num_frames:int=8, sample_rate:int=11_025, start:float|None=N
     return Clip(frames, frame_times, audio, sample_rate, start, True, str(path), dec, window)
 
 # %% ../nbs/01_media.ipynb #a4805409
-def read_audio(path, sample_rate:int=11_025, decoders:tuple[str, ...]=AUDIO_DECODERS) -> tuple[np.ndarray, float]:
+def read_audio(path, sample_rate:int=11_025, decoders:tuple[str, ...]=AUDIO_DECODERS,
+               max_decode_errors:int=MAX_DECODE_ERRORS) -> tuple[np.ndarray, float]:
     "The whole audio track of `path`, mono at `sample_rate`: (samples (S,) float32, time of the first sample)."
     info = probe(path)
     if not info.has_audio: raise NoAudioTrack(path, 'no audio stream')
-    (wave, t0), _ = _with_fallback('audio', path, {d: DECODERS[d][1] for d in decoders}, sample_rate, info)
+    (wave, t0), _ = _with_fallback('audio', path, {d: DECODERS[d][1] for d in decoders}, sample_rate, info,
+                                   max_errors=max_decode_errors)
     return wave, t0
