@@ -9,7 +9,7 @@ import argparse, difflib, importlib, json, platform, sys
 from . import __version__
 
 # %% auto #0
-__all__ = ['COMMANDS', 'config_command', 'info_command', 'main']
+__all__ = ['COMMANDS', 'DEBUG', 'config_command', 'info_command', 'fail', 'main']
 
 # %% ../nbs/90_cli.ipynb #feba1a24
 COMMANDS = {
@@ -38,8 +38,7 @@ def config_command(argv:list[str]) -> int:
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.file, args.overrides, args.preset) if args.file else override(get_config(args.preset), args.overrides)
-    except ConfigError as e:
-        print(f'vlsa config: {e}', file=sys.stderr); return 2
+    except ConfigError as e: return fail('config', e)
     sys.stdout.write(config_to_json(cfg))
     return 0
 
@@ -57,18 +56,39 @@ def info_command(argv:list[str]) -> int:
     print(f"devices: cpu ({torch.get_num_threads()} threads)" + ''.join(f', cuda:{i} {n}' for i, n in enumerate(cuda)))
     return 0
 
+# %% ../nbs/90_cli.ipynb #a30066bb
+DEBUG = False   # `vlsa --debug COMMAND`: tracebacks instead of one-line errors
+
+def fail(command:str, error:BaseException, message:str|None=None) -> int:
+    "Report `error` as one line, `vlsa COMMAND: message`, and return exit status 2; under --debug, raise it instead."
+    if DEBUG: raise error
+    print(f'vlsa {command}: {message or error}', file=sys.stderr)
+    return 2
+
+def _typed_errors() -> tuple[type, ...]:
+    "The package's own error types: each says what is wrong in words (imported when needed, as commands are)."
+    from vlsa.checkpoint import CheckpointError
+    from vlsa.config import ConfigError
+    from vlsa.data import DataError
+    from vlsa.hub import HubError
+    from vlsa.media import MediaError
+    return ConfigError, DataError, MediaError, CheckpointError, HubError
+
 # %% ../nbs/90_cli.ipynb #e8657297
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f'usage: vlsa [-h] [--version] COMMAND [ARGS ...]', '',
+    lines = [f'usage: vlsa [-h] [--version] [--debug] COMMAND [ARGS ...]', '',
              'VLSA: video-language pre-training with synchronized audio (arXiv 2405.07202).', '', 'commands:']
     lines += [f'  {name:{width}}  {help}' for name, (_, help) in COMMANDS.items()]
-    lines += ['', "Run 'vlsa COMMAND --help' for a command's options."]
+    lines += ['', "Run 'vlsa COMMAND --help' for a command's options; 'vlsa --debug COMMAND ...' shows tracebacks."]
     return '\n'.join(lines)
 
 def main(argv:list[str]|None=None) -> int:
     "The `vlsa` console script: dispatch to a subcommand, importing only its module."
+    global DEBUG
     argv = sys.argv[1:] if argv is None else list(argv)
+    DEBUG = bool(argv) and argv[0] == '--debug'
+    if DEBUG: argv = argv[1:]
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage()); return 0 if argv else 2
     if argv[0] == '--version':
@@ -80,4 +100,7 @@ def main(argv:list[str]|None=None) -> int:
               "\nRun 'vlsa --help' for the list.", file=sys.stderr)
         return 2
     module, fn = COMMANDS[name][0].split(':')
-    return getattr(importlib.import_module(module), fn)(rest) or 0
+    try: return getattr(importlib.import_module(module), fn)(rest) or 0
+    except Exception as e:   # the net under every command: its own error types become one line
+        if DEBUG or not isinstance(e, _typed_errors()): raise
+        return fail(name, e)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'FIELDS', 'REQUIRED', 'CACHE_VERSION', 'ManifestError', 'DataError', 'ClipRecord', 'parse_manifest_line',
            'read_manifest', 'BadItem', 'VLSADataset', 'collate', 'Loader', 'make_loader', 'cache_settings', 'cache_key',
-           'ClipCache', 'spectrogram_stats']
+           'ClipCache', 'spectrogram_stats', 'check_records']
 
 # %% ../nbs/03_data.ipynb #fd320067
 class ManifestError(ValueError):
@@ -145,6 +145,10 @@ def load_clip(self:VLSADataset, r:ClipRecord, g:torch.Generator) -> tuple[np.nda
     if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
     return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end
 
+def _reason(e:Exception, path) -> str:
+    "The cause alone when the error names `path` (which the report names anyway), else the whole message."
+    return e.reason if isinstance(e, MediaError) and e.path == str(path) else str(e)
+
 @patch
 def __getitem__(self:VLSADataset, i:int) -> dict|BadItem:
     "One item: a dict of tensors, or a BadItem under on_error='skip'."
@@ -154,7 +158,7 @@ def __getitem__(self:VLSADataset, i:int) -> dict|BadItem:
     except (MediaError, OSError, KeyError) as e:
         if self.on_error == 'raise':
             raise DataError(f"clip '{r.id}' (manifest line {r.line}): {e}") from e
-        return BadItem(r.id, str(r.video), str(e))
+        return BadItem(r.id, str(r.video), _reason(e, r.video))
     if self.spec_stats is not None: spec = normalize_spectrogram(spec.float(), *self.spec_stats)
     video = video_transform(frames, self.cfg.video.frame_size, self.train, g)
     return {'id': r.id, 'video': video, 'audio': spec.float(), 'has_audio': has_audio, 'texts': self.texts(r, g)}
@@ -245,7 +249,7 @@ def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
         ds = VLSADataset([record], cfg, train=False)
         frames, spec, has_audio = ds.load_clip(record, ds.generator(0))
     except (MediaError, OSError) as e:
-        return str(e)
+        return _reason(e, record.video)
     side = cache_settings(cfg)['side']
     x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
     h, w = x.shape[-2:]
@@ -335,9 +339,31 @@ def spectrogram_stats(dataset:VLSADataset, max_items:int=256) -> tuple[float, fl
     saved, dataset.spec_stats = dataset.spec_stats, None
     try:
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_items, len(dataset))).round().astype(int))
-        specs = [x['audio'] for x in (dataset[int(i)] for i in picks) if not isinstance(x, BadItem) and x['has_audio']]
+        items = [dataset[int(i)] for i in picks]
     finally:
         dataset.spec_stats = saved
-    if not specs: raise DataError('no clip with audio to measure spectrogram statistics on')
+    specs = [x['audio'] for x in items if not isinstance(x, BadItem) and x['has_audio']]
+    if not specs:
+        bad = [x for x in items if isinstance(x, BadItem)]
+        why = f'; {len(bad)} could not be read, first {bad[0].path}: {bad[0].reason}' if bad else ''
+        raise DataError(f'none of the {len(items)} clips sampled has audio to measure spectrogram statistics on{why}')
     s = torch.stack(specs).double()
     return float(s.mean()), float(s.std())
+
+# %% ../nbs/03_data.ipynb #c8184210
+def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, where:str='') -> list[ClipRecord]:
+    "The clips of `split`, after checking that there are some, that each has its `text`, and that enough files exist."
+    at = f'{where}: ' if where else ''
+    clips = [r for r in records if r.split == split]
+    if not clips: raise DataError(f"{at}no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
+    for r in clips:
+        if text == 'captions' and not r.captions: raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no captions")
+        if text == 'transcript' and not (r.transcript or '').strip():
+            raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no meta.transcript (pre-training reads it as the text)")
+    missing = [(r, p) for r in clips for p in (r.video, r.audio) if p is not None and not Path(p).is_file()]
+    if missing:
+        (r, p), n = missing[0], len({r.id for r, _ in missing})
+        said = f"{at}{n} of {len(clips)} clips of split {split!r} lack a file; first: clip '{r.id}' (line {r.line}): {p}"
+        if n > max_bad * len(clips): raise DataError(f'{said} (more than {max_bad:.0%})')
+        log.warning('%s (they will be skipped)', said)
+    return clips

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoint import atomic_folder, load_weights
+from .cli import fail
 from .config import ModelConfig, from_dict, load_config, to_dict
 from .model import VLSA
 
@@ -204,15 +205,14 @@ def push_command(argv:list[str], api=None) -> int:
         if args.repo.count('/') != 1: raise HFValidationError('it must be user/name')
         validate_repo_id(args.repo)
     except HFValidationError as e:
-        print(f"vlsa push: --repo {args.repo!r} is not a Hub repository id: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return fail('push', e, f"--repo {args.repo!r} is not a Hub repository id: {str(e).splitlines()[0]}")
     if not (Path(args.run) / 'summary.json').exists():
         print(f'vlsa push: warning: {args.run} has not finished (no summary.json): its latest checkpoint is exported',
               file=sys.stderr)
     try:
         folder = export_run(args.run, args.out, args.repo)
     except (HubError, FileNotFoundError, KeyError, ValueError) as e:   # ValueError: a damaged checkpoint, a bad config
-        print(f'vlsa push: {e}', file=sys.stderr); return 2
+        return fail('push', e)
     files = sorted(f.name for f in folder.iterdir())
     print(f'{folder}: ' + ', '.join(files))
     if args.dry_run:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, datetime, json, subprocess, sys
 from pathlib import Path
 
+from .cli import fail
 from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, fmt, ordering
 
@@ -189,6 +190,4 @@ def report_command(argv:list[str]) -> int:
         print(summary_table(P))
         for s in reading(P)[1:]: print(f'- {s}')
         return 0
-    except (FileNotFoundError, ValueError) as e:
-        print(f'vlsa report: {e}', file=sys.stderr)
-        return 2
+    except (FileNotFoundError, ValueError) as e: return fail('report', e)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .cli import fail
 from .config import ModelConfig
 from .features import normalize_spectrogram, tokenize, video_transform, window_spectrogram
 from .media import MediaError, read_audio, read_clip
@@ -97,7 +98,8 @@ def build_index(model:VLSA, inputs:list, checkpoint:str='', split:str|None=None,
                'text': torch.cat(text_emb) if text_emb else torch.zeros(0, D),
                'text_item': torch.tensor([i for _, i in texts], dtype=torch.long)}
     meta = {'names': [it['name'] for it in items], 'kinds': [it['kind'] for it in items], 'texts': [t for t, _ in texts],
-            'checkpoint': str(checkpoint), 'skipped': skipped}
+            'checkpoint': str(Path(checkpoint).resolve()) if checkpoint and Path(checkpoint).exists() else str(checkpoint),
+            'skipped': skipped}   # a local checkpoint by its absolute path: the index is searched from any folder
     return {'tensors': tensors, 'meta': meta}
 
 def save_index(index:dict, path) -> Path:
@@ -106,9 +108,17 @@ def save_index(index:dict, path) -> Path:
     return path
 
 def load_index(path) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), 'pt') as f: meta = json.loads(f.metadata()['vlsa_index'])
-    return {'tensors': load_file(path), 'meta': meta}
+    "An index written by `save_index`; ValueError naming the file if it is a folder, damaged, or something else."
+    from safetensors import SafetensorError, safe_open
+    p = Path(path)
+    if not p.exists(): raise FileNotFoundError(f'{p}: no such index (vlsa embed writes one)')
+    if p.is_dir(): raise ValueError(f'{p}: is a folder, not an index (vlsa embed writes one file)')
+    try:
+        with safe_open(str(p), 'pt') as f: meta = (f.metadata() or {}).get('vlsa_index')
+        if meta is None: raise ValueError('no vlsa_index metadata')
+        return {'tensors': load_file(p), 'meta': json.loads(meta)}
+    except (SafetensorError, OSError, ValueError) as e:   # json.JSONDecodeError is a ValueError
+        raise ValueError(f'{p}: not an index written by vlsa embed ({str(e).strip()[:120]})') from None
 
 # %% ../nbs/41_search.ipynb #619f7091
 def item_scores(index:dict, query:torch.Tensor, against:tuple[str, ...]=('video', 'audio')) -> torch.Tensor:
@@ -126,6 +136,9 @@ def search(model:VLSA, index:dict, text:str|None=None, audio=None, video=None, k
     "The k best (score, name) for a sentence, a sound file or a video file."
     if sum(x is not None for x in (text, audio, video)) != 1: raise ValueError('give exactly one of text, audio, video')
     cfg = model.cfg
+    if (d := index['tensors']['text'].shape[-1]) != cfg.embed_dim:
+        raise ValueError(f"the index holds {d}-dimensional embeddings and this model makes {cfg.embed_dim}: search with "
+                         f"the model that made it ({index['meta']['checkpoint']})")
     if text is not None:
         ids, mask = tokenize([text], cfg.text)
         scores = item_scores(index, model.encode_text(ids, mask)[0])
@@ -166,8 +179,7 @@ def embed_command(argv:list[str]) -> int:
     try:
         model = VLSA.from_pretrained(args.checkpoint)
         index = build_index(model, args.inputs, args.checkpoint, args.split)
-    except (HubError, ValueError, FileNotFoundError) as e:
-        print(f'vlsa embed: {e}', file=sys.stderr); return 2
+    except (HubError, ValueError, FileNotFoundError) as e: return fail('embed', e)
     m = index['meta']
     if not m['names'] and not m['texts']:   # an empty index would only overwrite a good one
         why = '; '.join(r if str(f) in r else f'{f}: {r}' for f, r in m['skipped']) or 'no file or sentence in the inputs'
@@ -202,7 +214,6 @@ def search_command(argv:list[str]) -> int:
             return 0
         model = VLSA.from_pretrained(args.checkpoint or index['meta']['checkpoint'])
         hits = search(model, index, args.text, args.audio, args.video, args.k)
-    except (HubError, ValueError, FileNotFoundError, MediaError) as e:
-        print(f'vlsa search: {e}', file=sys.stderr); return 2
+    except (HubError, ValueError, FileNotFoundError, MediaError) as e: return fail('search', e)
     for rank, (score, name) in enumerate(hits, 1): print(f'{rank:2}. {score:+.3f}  {name}')
     return 0

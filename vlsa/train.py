@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_weights, readable, save_checkpoint
+from .cli import fail
 from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
@@ -22,7 +23,7 @@ from .model import VLSA
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
+__all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
            'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
            'config_changes', 'claim_run_dir', 'run_path', 'run', 'latest_checkpoint', 'prune_checkpoints',
            'drop_rows_after', 'pretrain', 'finetune', 'stage_command', 'pretrain_command', 'finetune_command',
@@ -120,10 +121,15 @@ class Finetuner(nn.Module):
         return terms
 
 # %% ../nbs/30_train.ipynb #e9b125b9
-def stage_data(cfg:Config, stage:str, rank:int=0) -> tuple[list, ClipCache|None, tuple[float, float]]:
-    "Records, the clip cache (built by rank 0, read by the others) and the spectrogram statistics."
-    from vlsa.data import read_manifest
+STAGE_DATA = {'pretrain': ('pretrain', 'transcript'), 'finetune': ('train', 'captions')}   # the split and text a stage trains on
+
+def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False) -> tuple[list, ClipCache|None, tuple[float, float]]:
+    "Records, the clip cache (built by rank 0, read by the others) and the spectrogram statistics; `check`: the manifest first."
+    from vlsa.data import check_records, read_manifest
     records = read_manifest(cfg.data.manifest)
+    if check:   # what training will read, before anything is decoded
+        for split, text in (STAGE_DATA[stage], (cfg.data.eval_split, 'captions')):
+            check_records(records, split, text, cfg.data.max_bad_fraction)   # the caller names the manifest
     cache = None
     if cfg.data.cache_dir:
         if rank == 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error,
@@ -132,8 +138,7 @@ def stage_data(cfg:Config, stage:str, rank:int=0) -> tuple[list, ClipCache|None,
         if rank != 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error, progress=False)
     a = cfg.model.audio
     if a.spec_mean is None or a.spec_std is None:
-        split = 'pretrain' if stage == 'pretrain' else 'train'
-        ds = VLSADataset(records, cfg, split=split, on_error=cfg.data.on_error, cache=cache)
+        ds = VLSADataset(records, cfg, split=STAGE_DATA[stage][0], on_error=cfg.data.on_error, cache=cache)
         stats = spectrogram_stats(ds)
     else: stats = (a.spec_mean, a.spec_std)
     return records, cache, stats
@@ -161,12 +166,16 @@ def _to(batch:dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 _MEASURED = ('model.audio.spec_mean', 'model.audio.spec_std')   # written into a run's config by the run itself
+_PATHS = ('data.manifest', 'data.cache_dir')   # a run stores them absolute, to be evaluated from any folder
+
+def _absolute(path:str) -> str: return str(Path(path).resolve()) if path else path
 
 def config_changes(old:Config, new:Config) -> list[str]:
     "'key: old -> new' for every setting that differs (the statistics a run measures are not settings)."
     flat = lambda d, pre='': {k2: v2 for k, v in d.items() for k2, v2 in
                               (flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}
     a, b = flat(to_dict(old)), flat(to_dict(new))
+    for d in (a, b): d.update({k: _absolute(d[k]) for k in _PATHS if k in d})   # the same files, however they were named
     return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _MEASURED]
 
 def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool) -> None:
@@ -204,12 +213,10 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
         cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
     seed_everything(tc.seed + rank)
-    records, cache, stats = stage_data(cfg, stage, rank)
-    cfg = override(cfg, {'model.audio.spec_mean': stats[0], 'model.audio.spec_std': stats[1]})
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / 'config.json').write_text(config_to_json(cfg))
-    split, text = ('pretrain', 'transcript') if stage == 'pretrain' else ('train', 'captions')
+    records, cache, stats = stage_data(cfg, stage, rank, check=True)
+    cfg = override(cfg, {'model.audio.spec_mean': stats[0], 'model.audio.spec_std': stats[1],
+                         **{k: _absolute(getattr(cfg.data, k.split('.')[1])) for k in _PATHS}})
+    split, text = STAGE_DATA[stage]
     ds = VLSADataset(records, cfg, train=True, split=split, text=text, on_error=cfg.data.on_error, seed=tc.seed,
                      spec_stats=stats, cache=cache)
     micro = tc.micro_batch or tc.batch_size // world
@@ -222,6 +229,9 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
         ck = Path(init_from)
         if ck.is_dir() and (ck / 'checkpoints').exists(): ck = latest_checkpoint(ck)
         load_weights(ck, model)
+    if main:   # only now: a run that fails on its data or its initial weights leaves no folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'config.json').write_text(config_to_json(cfg))
     net = (model if stage == 'pretrain' else Finetuner(model, cfg.model.loss.temperature_init)).to(device)
     wrapped = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == 'cuda' else None,
                                                         find_unused_parameters=True) if world > 1 else net
@@ -374,7 +384,10 @@ def stage_command(stage:str, argv:list[str]) -> int:
     try:
         if stage == 'evaluate':
             root = Path(args.run)
-            run_dir = root if (root / 'config.json').exists() else root.parent.parent
+            if not root.exists(): raise FileNotFoundError(f'{root}: no such run or checkpoint')
+            run_dir = root if (root / 'config.json').exists() else root.parent.parent   # RUN or RUN/checkpoints/STEP
+            if not (run_dir / 'config.json').exists():
+                raise FileNotFoundError(f'{root}: not a run folder (no config.json), nor a checkpoint in one')
             cfg = load_config(run_dir / 'config.json', args.overrides)
             manifest = cfg.data.manifest
             ck = latest_checkpoint(root) if (root / 'checkpoints').exists() else root
@@ -401,12 +414,9 @@ def stage_command(stage:str, argv:list[str]) -> int:
             print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
                   f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
         return 0
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f'vlsa {stage}: {e}', file=sys.stderr)
-        return 2
+    except (ConfigError, FileNotFoundError, ValueError) as e: return fail(stage, e)
     except DataError as e:   # the data cannot serve this stage: one line that names the manifest
-        print(f'vlsa {stage}: {manifest}: {e}' if manifest else f'vlsa {stage}: {e}', file=sys.stderr)
-        return 2
+        return fail(stage, e, f'{manifest}: {e}' if manifest else None)
 
 def pretrain_command(argv): return stage_command('pretrain', argv)
 def finetune_command(argv): return stage_command('finetune', argv)
