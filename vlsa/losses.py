@@ -20,6 +20,7 @@ __all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_g
 # %% ../nbs/13_losses.ipynb #597edc10
 def masked_patch_mse(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix:bool=True) -> torch.Tensor:
     "Mean squared error over the masked patches only. pred, target (..., N, P); mask (..., N) True where masked."
+    if target.numel() == 0: return pred.sum() * 0.0   # no clip (say, none with audio): keeps the graph, adds nothing
     if norm_pix:   # each target patch to zero mean and unit variance, as MAE's norm_pix_loss
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
         target = (target - mean) / (var + 1e-6).sqrt()
@@ -119,14 +120,16 @@ GLOBAL_PAIRS = {'gam': (('audio', 'video'), ('audio', 'text')),   # audio is the
 @torch.no_grad()
 def in_batch_top1(x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:
     "How often a row's own partner is its most similar in the batch, both ways: chance is 1/B. x, y: (B, D)."
+    if len(x) == 0: return torch.tensor(float('nan'))   # no pair (a batch without audio): nothing to measure
     sim, own = x.float() @ y.float().T, torch.arange(len(x), device=x.device)
     return ((sim.argmax(1) == own).float().mean() + (sim.argmax(0) == own).float().mean()) / 2
 
 @torch.no_grad()
 def spread(x:torch.Tensor) -> torch.Tensor:
     "Mean cosine between the normalized embeddings (B, D) of different clips: near 1 when they have collapsed."
+    if len(x) < 2: return torch.tensor(float('nan'))
     sim = x.float() @ x.float().T
-    return (sim.sum() - sim.diagonal().sum()) / max(1, len(x) * (len(x) - 1))
+    return (sim.sum() - sim.diagonal().sum()) / (len(x) * (len(x) - 1))
 
 class GlobalMatching(nn.Module):
     "InfoNCE + binary matching on the configured pairs; terms `{objective}_{a}_{b}_nce|match`, and diagnostics."
