@@ -45,6 +45,7 @@ def test_checkpoints_keep_the_newest_steps_and_a_finished_run_keeps_only_final(d
                  'pretrain.keep_last=2')
     run_dir = pretrain(cfg, name='k', out=tmp_path, stop_after=4, progress=False)
     assert sorted(p.name for p in (run_dir / 'checkpoints').iterdir()) == ['step-0000003', 'step-0000004']
+    (run_dir / 'checkpoints' / '.step-0000005.tmp-x1y2').mkdir()   # what a save killed by SIGKILL leaves
     pretrain(cfg, name='k', out=tmp_path, resume=True, progress=False)
     assert [p.name for p in (run_dir / 'checkpoints').iterdir()] == ['final']
 

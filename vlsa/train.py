@@ -332,7 +332,8 @@ def latest_checkpoint(run_dir) -> Path|None:
     return next((ck for ck in [root / 'final', *steps] if readable(ck)), None)
 
 def prune_checkpoints(run_dir, keep:int|None):
-    "Delete all but the newest `keep` step checkpoints of a run (None: keep every one)."
+    "Delete all but the newest `keep` step checkpoints of a run (None: keep every one), and what a killed save left."
+    for left in (Path(run_dir) / 'checkpoints').glob('.*'): shutil.rmtree(left, ignore_errors=True)   # .NAME.tmp-*, .old-*
     if keep is None: return
     for old in sorted((Path(run_dir) / 'checkpoints').glob('step-*'))[:-keep or None]: shutil.rmtree(old, ignore_errors=True)
 
