@@ -94,8 +94,8 @@ def test_a_failed_upload_says_so_and_leaves_the_checkpoint_untouched(run, tmp_pa
 
 
 def test_unknown_hub_id_offline_fails_fast_with_advice():
-    code = ("import time; from vlsa.model import VLSA; import vlsa.hub\nt = time.time()\n"
-            "try: VLSA.from_pretrained('nobody/no-such-vlsa')\nexcept vlsa.hub.HubError as e: print(round(time.time() - t, 3)); print(e)")
+    code = ("import time; from vlsa.model import VLSA; import vlsa.pretrained\nt = time.time()\n"
+            "try: VLSA.from_pretrained('nobody/no-such-vlsa')\nexcept vlsa.pretrained.HubError as e: print(round(time.time() - t, 3)); print(e)")
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert float(out[0]) < 2.0
@@ -191,7 +191,7 @@ def test_a_run_resumes_from_the_last_good_checkpoint_when_the_newest_is_damaged(
 
 def test_a_config_without_model_settings_or_a_misfitting_checkpoint_is_named(run, tmp_path):
     from vlsa.checkpoint import CheckpointError
-    from vlsa.hub import HubError
+    from vlsa.pretrained import HubError
     root, manifest, run_dir = run
     folder = VLSA.from_pretrained(run_dir).save_pretrained(tmp_path / 'saved')
     (folder / 'config.json').write_text('{"data": {}}')

@@ -86,3 +86,31 @@ def test_check_fails_on_an_unclean_notebook(repo_copy):
     nb_path.write_text(json.dumps(nb, indent=1) + '\n')
     r = run(['bash', 'tools/check_clean.sh'], cwd=repo_copy)
     assert r.returncode != 0 and 'nbs/90_cli.ipynb' in r.stderr
+
+
+def import_graph() -> dict[str, set[str]]:
+    "module -> the vlsa modules it imports, anywhere in its source (a lazy import inside a function counts too)."
+    import ast
+    mods = {p.stem: p for p in (ROOT / 'vlsa').glob('*.py') if p.stem not in ('__init__', '_modidx')}
+    graph = {m: set() for m in mods}
+    for m, p in mods.items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module: names = [node.module]
+            elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('vlsa.'): names = [node.module[5:]]
+            elif isinstance(node, ast.ImportFrom) and node.module == 'vlsa': names = [a.name for a in node.names]
+            elif isinstance(node, ast.Import): names = [a.name[5:] for a in node.names if a.name.startswith('vlsa.')]
+            else: continue
+            graph[m] |= {n.split('.')[0] for n in names if n.split('.')[0] in mods and n.split('.')[0] != m}
+    return graph
+
+
+def test_the_package_has_no_import_cycle():
+    graph, done, path = import_graph(), set(), []
+    def visit(m):   # depth-first; a module met again on the current path closes a cycle
+        if m in path: pytest.fail('import cycle: ' + ' -> '.join(path[path.index(m):] + [m]))
+        if m in done: return
+        path.append(m)
+        for n in sorted(graph[m]): visit(n)
+        path.pop(); done.add(m)
+    for m in sorted(graph): visit(m)
+    assert graph['model'] >= {'pretrained'} and 'hub' not in graph['model']   # the mixin, not a trailing import

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 # %% auto #0
 __all__ = ['rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'CheckpointError', 'read_tensors', 'readable',
-           'load_weights', 'load_checkpoint']
+           'load_weights', 'load_checkpoint', 'latest_checkpoint']
 
 # %% ../nbs/31_checkpoint.ipynb #a3386c33
 def _optimizer_split(state:dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -133,3 +133,10 @@ def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None,
     if scheduler is not None: scheduler.load_state_dict(trainer['scheduler'])
     set_rng_state(tensors, trainer['rng'], generators)
     return trainer['info']
+
+def latest_checkpoint(run_dir) -> Path|None:
+    "The newest complete checkpoint of a run ('final' if there is one)."
+    root = Path(run_dir) / 'checkpoints'
+    steps = sorted(root.glob('step-*'), reverse=True) if root.exists() else []
+    # a damaged newest checkpoint (a crash mid-copy, a full disk) gives way to the one before it
+    return next((ck for ck in [root / 'final', *steps] if readable(ck)), None)

@@ -70,7 +70,7 @@ def _typed_errors() -> tuple[type, ...]:
     from vlsa.checkpoint import CheckpointError
     from vlsa.config import ConfigError
     from vlsa.data import DataError
-    from vlsa.hub import HubError
+    from vlsa.pretrained import HubError
     from vlsa.media import MediaError
     return ConfigError, DataError, MediaError, CheckpointError, HubError
 

@@ -118,7 +118,7 @@ def load_run(run_dir):
     from vlsa.checkpoint import load_weights
     from vlsa.config import load_config
     from vlsa.model import VLSA
-    from vlsa.train import latest_checkpoint
+    from vlsa.checkpoint import latest_checkpoint
     cfg = load_config(Path(run_dir) / 'config.json')
     model = VLSA(cfg); load_weights(latest_checkpoint(run_dir), model)
     return cfg, model

@@ -12,6 +12,7 @@ from torch import nn
 
 from .config import MODALITIES, Config, ModelConfig, TransformerConfig
 from .embedders import AudioEmbed, TextEmbed, VideoEmbed, patchify_audio, patchify_video, sincos_2d
+from .pretrained import HubMixin
 from .masking import IGNORE, Masking, bert_masking, frame_masking, gather_visible, random_masking
 from .losses import VLSALoss, masked_patch_mse, masked_token_ce
 
@@ -94,7 +95,7 @@ class DecoderPositions(nn.Module):
     def text(self, length:int) -> torch.Tensor: return self.text_pos[:length] + self.modality['text']               # (L, d)
 
 # %% ../nbs/12_model.ipynb #946316d1
-class VLSA(nn.Module):
+class VLSA(HubMixin, nn.Module):
     "VLSA: three embedders, a shared encoder, a shared decoder, LPMM and GAM (or the ablations the config selects)."
     def __init__(self, config:ModelConfig|Config):
         super().__init__()
@@ -238,6 +239,3 @@ def count_parameters(model:nn.Module) -> dict[str, int]:
     parts = {name: sum(p.numel() for p in m.parameters()) for name, m in model.named_children()}
     parts['total'] = sum(p.numel() for p in model.parameters())
     return parts
-
-# %% ../nbs/12_model.ipynb #f649ce16
-import vlsa.hub  # noqa: E402  (attaches save_pretrained and from_pretrained to VLSA)

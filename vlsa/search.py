@@ -175,7 +175,7 @@ def embed_command(argv:list[str]) -> int:
     p.add_argument('--split', help="only this split of a manifest (e.g. 'test')")
     args = p.parse_args(argv)
     if not Path(args.out).resolve().parent.is_dir(): p.error(f'--out {args.out}: the folder {Path(args.out).parent} does not exist')
-    from vlsa.hub import HubError
+    from vlsa.pretrained import HubError
     try:
         model = VLSA.from_pretrained(args.checkpoint)
         index = build_index(model, args.inputs, args.checkpoint, args.split)
@@ -203,7 +203,7 @@ def search_command(argv:list[str]) -> int:
                    "its own file in the top k?")
     args = p.parse_args(argv)
     if args.k < 1: p.error(f'-k must be 1 or more, got {args.k}')
-    from vlsa.hub import HubError
+    from vlsa.pretrained import HubError
     try:
         index = load_index(args.index)
         if args.check:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_checkpoint, load_weights, readable, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .cli import fail
 from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
@@ -25,9 +25,8 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
            'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
-           'config_changes', 'claim_run_dir', 'run_path', 'run', 'latest_checkpoint', 'prune_checkpoints',
-           'drop_rows_after', 'pretrain', 'finetune', 'stage_command', 'pretrain_command', 'finetune_command',
-           'evaluate_command', 'main']
+           'config_changes', 'claim_run_dir', 'run_path', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
+           'finetune', 'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -323,13 +322,6 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
         if logf: logf.close()
         if old_handler is not None: signal.signal(signal.SIGTERM, old_handler)
     return run_dir
-
-def latest_checkpoint(run_dir) -> Path|None:
-    "The newest complete checkpoint of a run ('final' if there is one)."
-    root = Path(run_dir) / 'checkpoints'
-    steps = sorted(root.glob('step-*'), reverse=True) if root.exists() else []
-    # a damaged newest checkpoint (a crash mid-copy, a full disk) gives way to the one before it
-    return next((ck for ck in [root / 'final', *steps] if readable(ck)), None)
 
 def prune_checkpoints(run_dir, keep:int|None):
     "Delete all but the newest `keep` step checkpoints of a run (None: keep every one), and what a killed save left."
