@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #1d5e239d
 from __future__ import annotations
-import contextlib, hashlib, json, logging, math, os, shutil, tempfile
+import contextlib, hashlib, json, logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,15 +15,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import atomic_folder
 from .config import Config, ModelConfig
-from .features import normalize_spectrogram, tokenize, video_transform, window_spectrogram
+from .features import CROP_RATIO, normalize_spectrogram, resize_short_side, tokenize, video_transform, window_spectrogram
 from .media import MediaError, probe, read_clip
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'FIELDS', 'REQUIRED', 'CACHE_VERSION', 'ManifestError', 'DataError', 'ClipRecord', 'parse_manifest_line',
-           'read_manifest', 'BadItem', 'VLSADataset', 'collate', 'Loader', 'make_loader', 'cache_settings', 'cache_key',
-           'ClipCache', 'spectrogram_stats', 'check_records']
+           'read_manifest', 'BadItem', 'VLSADataset', 'clip_window', 'decode_window', 'collate', 'Loader',
+           'make_loader', 'cache_settings', 'cache_key', 'ClipCache', 'spectrogram_stats', 'check_records']
 
 # %% ../nbs/03_data.ipynb #fd320067
 class ManifestError(ValueError):
@@ -126,24 +126,26 @@ class VLSADataset(Dataset):
         return list(r.captions)
 
 # %% ../nbs/03_data.ipynb #a780f724
-@patch
-def window(self:VLSADataset, total:float, g:torch.Generator) -> tuple[float, float]:
-    "The time window in a clip of `total` seconds: random for training, centred for evaluation, all of a shorter one."
-    length = self.cfg.audio.clip_seconds
+def clip_window(total:float, length:float, train:bool=False, generator:torch.Generator|None=None) -> tuple[float, float]:
+    "(start, length) of the window in a clip of `total` seconds: random for training, centred otherwise, all of a shorter one."
     if not total or total <= length: return 0.0, length
     slack = total - length
-    start = float(torch.rand(1, generator=g)) * slack if self.train else slack / 2
-    return start, length
+    return (float(torch.rand(1, generator=generator)) * slack if train else slack / 2), length
+
+def decode_window(video, cfg:ModelConfig, train:bool=False, generator:torch.Generator|None=None, audio=None,
+                  allow_no_audio:bool=True) -> tuple[np.ndarray, torch.Tensor, bool]:
+    "The one way a clip becomes model inputs: its window's frames (T, H, W, 3) uint8, unnormalized spectrogram (1, F, T'), has_audio."
+    a = cfg.audio
+    info = probe(video)
+    start, length = clip_window(info.duration, a.clip_seconds, train, generator)
+    clip = read_clip(video, cfg.video.num_frames, a.sample_rate, start, length, audio, allow_no_audio, info=info)
+    if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
+    return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end
 
 @patch
 def load_clip(self:VLSADataset, r:ClipRecord, g:torch.Generator) -> tuple[np.ndarray, torch.Tensor, bool]:
-    "Decode the window: frames (T, H, W, 3) uint8 and the unnormalized spectrogram (1, F, T'), has_audio."
-    a = self.cfg.audio
-    info = probe(r.video)
-    start, length = self.window(info.duration, g)
-    clip = read_clip(r.video, self.cfg.video.num_frames, a.sample_rate, start, length, r.audio, self.allow_no_audio, info=info)
-    if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
-    return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end
+    "Decode the record's window (random when training): `decode_window`."
+    return decode_window(r.video, self.cfg, self.train, g, r.audio, self.allow_no_audio)
 
 def _reason(e:Exception, path) -> str:
     "The cause alone when the error names `path` (which the report names anyway), else the whole message."
@@ -226,7 +228,7 @@ CACHE_VERSION = 1
 def cache_settings(cfg:ModelConfig) -> dict:
     "The settings that decide what a cached clip holds."
     v, a = cfg.video, cfg.audio
-    return {'version': CACHE_VERSION, 'num_frames': v.num_frames, 'side': round(v.frame_size / 0.875),
+    return {'version': CACHE_VERSION, 'num_frames': v.num_frames, 'side': round(v.frame_size / CROP_RATIO),
             'audio': {k: getattr(a, k) for k in ('sample_rate', 'n_fft', 'hop_length', 'stft_frames', 'freq_bins', 'time_frames', 'f_min')}}
 
 def cache_key(records:list[ClipRecord], cfg:ModelConfig) -> str:
@@ -244,17 +246,11 @@ def _one_thread():
 
 def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     "Worker: (frames uint8 (T, side, side, 3), spectrogram float16 (1, F, T'), has_audio) or the error text."
-    import torch.nn.functional as F
-    try:
-        ds = VLSADataset([record], cfg, train=False)
-        frames, spec, has_audio = ds.load_clip(record, ds.generator(0))
-    except (MediaError, OSError) as e:
-        return _reason(e, record.video)
+    try: frames, spec, has_audio = decode_window(record.video, cfg, audio=record.audio)   # the centred window
+    except (MediaError, OSError) as e: return _reason(e, record.video)
     side = cache_settings(cfg)['side']
-    x = torch.as_tensor(frames).permute(0, 3, 1, 2).float()
-    h, w = x.shape[-2:]
-    nh, nw = (side, max(side, round(w * side / h))) if h <= w else (max(side, round(h * side / w)), side)
-    x = F.interpolate(x, size=(nh, nw), mode='bilinear', antialias=True, align_corners=False)
+    x = resize_short_side(torch.as_tensor(frames).permute(0, 3, 1, 2).float(), side)   # (T, 3, nh, nw), 0-255
+    nh, nw = x.shape[-2:]
     top, left = (nh - side) // 2, (nw - side) // 2
     x = x[..., top:top + side, left:left + side].round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return x.numpy(), spec.half().numpy(), has_audio

@@ -114,14 +114,10 @@ def _write_json(path:Path, obj):
     os.replace(tmp, path)
 
 def load_run(run_dir):
-    "A run's whole configuration (data included) and its model with the final weights."
-    from vlsa.checkpoint import load_weights
+    "A run's whole configuration (data included) and its model with the final weights, as `VLSA.from_pretrained` loads it."
     from vlsa.config import load_config
     from vlsa.model import VLSA
-    from vlsa.checkpoint import latest_checkpoint
-    cfg = load_config(Path(run_dir) / 'config.json')
-    model = VLSA(cfg); load_weights(latest_checkpoint(run_dir), model)
-    return cfg, model
+    return load_config(Path(run_dir) / 'config.json'), VLSA.from_pretrained(run_dir)
 
 def evaluate_run(run_dir, split:str|None=None) -> pd.DataFrame:
     "The retrieval table (every direction) of a run's final weights on `split` (default: the test split)."

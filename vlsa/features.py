@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from .config import AudioConfig, TextConfig
 
 # %% auto #0
-__all__ = ['EPS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'VOCAB_FILE', 'log_freq_centres', 'log_freq_edges', 'log_freq_matrix',
-           'area_matrix', 'stft_magnitude', 'log_freq_spectrogram', 'window_spectrogram', 'spectrogram_times',
-           'normalize_spectrogram', 'video_transform', 'get_tokenizer', 'tokenize']
+__all__ = ['EPS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CROP_RATIO', 'VOCAB_FILE', 'log_freq_centres', 'log_freq_edges',
+           'log_freq_matrix', 'area_matrix', 'stft_magnitude', 'log_freq_spectrogram', 'window_spectrogram',
+           'spectrogram_times', 'normalize_spectrogram', 'resize_short_side', 'video_transform', 'get_tokenizer',
+           'tokenize']
 
 # %% ../nbs/02_features.ipynb #02a48062
 EPS = 1e-6
@@ -102,14 +103,20 @@ def normalize_spectrogram(spec:torch.Tensor, mean:float, std:float) -> torch.Ten
 # %% ../nbs/02_features.ipynb #c192e57e
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+CROP_RATIO = 0.875   # the crop's side over the resized short side: ImageNet's evaluation transform
+
+def resize_short_side(x:torch.Tensor, short:int) -> torch.Tensor:
+    "(T, C, H, W) float frames resized (bilinear, antialiased) so that their shorter side is `short`."
+    h, w = x.shape[-2:]
+    nh, nw = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
+    return F.interpolate(x, size=(nh, nw), mode='bilinear', antialias=True, align_corners=False)
+
 def video_transform(frames, size:int, train:bool=False, generator:torch.Generator|None=None,
-                    crop_ratio:float=0.875) -> torch.Tensor:
+                    crop_ratio:float=CROP_RATIO) -> torch.Tensor:
     "(T, H, W, 3) uint8 frames -> (T, 3, size, size) normalized floats."
     x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255          # (T, 3, H, W)
-    h, w = x.shape[-2:]
-    short = max(size, round(size / crop_ratio))
-    nh, nw = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
-    x = F.interpolate(x, size=(nh, nw), mode='bilinear', antialias=True, align_corners=False)
+    x = resize_short_side(x, max(size, round(size / crop_ratio)))
+    nh, nw = x.shape[-2:]
     if train:
         top = int(torch.randint(0, nh - size + 1, (1,), generator=generator))
         left = int(torch.randint(0, nw - size + 1, (1,), generator=generator))

@@ -13,8 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from .cli import fail
 from .config import ModelConfig
+from .data import decode_window
 from .features import normalize_spectrogram, tokenize, video_transform, window_spectrogram
-from .media import MediaError, read_audio, read_clip
+from .media import MediaError, read_audio
 from .model import VLSA
 
 log = logging.getLogger(__name__)
@@ -35,14 +36,11 @@ def _spec(wave:np.ndarray, sr:int, cfg:ModelConfig) -> torch.Tensor:
     return normalize_spectrogram(spec, a.spec_mean, a.spec_std) if a.spec_mean is not None else spec
 
 def video_inputs(path, cfg:ModelConfig) -> tuple[torch.Tensor, torch.Tensor|None]:
-    "(frames (T, 3, H, W), spectrogram (1, F, T') or None) of a video's centred window."
-    from vlsa.media import probe
-    info = probe(path)
-    total, length = info.duration, cfg.audio.clip_seconds
-    start = max(0.0, (total - length) / 2) if total else 0.0
-    clip = read_clip(path, cfg.video.num_frames, cfg.audio.sample_rate, start, length, allow_no_audio=True, info=info)
-    frames = video_transform(clip.frames, cfg.video.frame_size)
-    return frames, _spec(clip.audio, clip.sample_rate, cfg) if clip.has_audio else None
+    "(frames (T, 3, H, W), spectrogram (1, F, T') or None) of a video's centred window, decoded as for training."
+    frames, spec, has_audio = decode_window(path, cfg)
+    a = cfg.audio
+    if has_audio and a.spec_mean is not None: spec = normalize_spectrogram(spec, a.spec_mean, a.spec_std)
+    return video_transform(frames, cfg.video.frame_size), spec if has_audio else None
 
 def sound_inputs(path, cfg:ModelConfig) -> torch.Tensor:
     "The spectrogram (1, F, T') of a sound file's centred window."
