@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, logging, math, os, shutil, signal, sys, time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ from torch import nn
 
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .cli import fail
-from .config import Config, ConfigError, config_to_json, get_config, load_config, override, seed_everything, to_dict
+from .config import Config, ConfigError, TrainConfig, config_to_json, get_config, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
 from .model import VLSA
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
            'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
-           'config_changes', 'claim_run_dir', 'run_path', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
-           'finetune', 'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
+           'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage', 'train_steps', 'finish_stage', 'run',
+           'prune_checkpoints', 'drop_rows_after', 'pretrain', 'finetune', 'stage_command', 'pretrain_command',
+           'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -195,19 +196,56 @@ def run_path(cfg:Config, stage:str, name:str|None=None, out='results/runs') -> P
     "A run's folder: `out/name`, by default `out/PRESET-STAGE-sSEED`."
     return Path(out) / (name or f'{cfg.name}-{stage}-s{getattr(cfg, stage).seed}')
 
-def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs', resume:bool=False,
-        init_from=None, stop_after:int|None=None, progress:bool=True, overwrite:bool=False) -> Path:
-    """Train one stage ('pretrain' or 'finetune'); returns the run folder. A folder that holds a run is resumed only
-    with `resume` and the same settings, and started again only with `overwrite`."""
+@dataclass
+class Stage:
+    "What one training stage holds once built: its data, the network and its optimizer, where it stands, and where it writes."
+    cfg: Config
+    name: str                 # 'pretrain' or 'finetune'
+    run_dir: Path
+    main: bool                # rank 0: the process that writes
+    world: int
+    device: torch.device
+    data: tuple               # (records, cache, stats) for evaluation
+    ds: VLSADataset
+    sampler: GlobalBatchSampler
+    loader: Loader
+    total: int                # steps
+    model: VLSA
+    net: nn.Module            # the model, or the fine-tuning objective around it
+    wrapped: nn.Module        # `net`, under DistributedDataParallel with several processes
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator      # masking and hard negatives
+    state: dict = field(default_factory=lambda: {'step': 0, 'epoch': 0, 'batch': 0})
+
+    @property
+    def tc(self) -> TrainConfig: return self.cfg.pretrain if self.name == 'pretrain' else self.cfg.finetune
+    @property
+    def extra(self) -> dict|None: return {'objective': self.net.nce} if self.name == 'finetune' else None   # beside the model's weights
+
+    def checkpoint(self, tag:str|None=None):
+        if not self.main: return
+        save_checkpoint(self.run_dir / 'checkpoints' / (tag or f"step-{self.state['step']:07d}"), self.model, self.opt,
+                        self.sched, {'mask': self.gen}, self.extra, **self.state)
+        prune_checkpoints(self.run_dir, 0 if tag == 'final' else self.tc.keep_last or None)   # `final` stands for every step
+
+    def evaluation(self):
+        "Retrieval on the evaluation split, appended to metrics.jsonl (rank 0 only)."
+        if not self.main: return
+        table = evaluate_model(self.model, self.cfg, *self.data, self.cfg.data.eval_split, self.device)
+        row = {'step': self.state['step'], 'split': self.cfg.data.eval_split, **{f'{d} {k}': round(float(table.loc[d, k]), 3)
+               for d in table.index for k in table.columns if k.startswith('R@') or k in ('MdR', 'MnR')}}
+        with open(self.run_dir / 'metrics.jsonl', 'a') as f: f.write(json.dumps(row) + '\n')
+        self.net.train()
+        return table
+
+def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_from=None) -> Stage:
+    "Check and cache the data, resolve its statistics into the config, build the network, and resume where a checkpoint says."
     from functools import partial
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-    if stage not in ('pretrain', 'finetune'): raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
     rank, world, local = dist_info()
     device, main = pick_device(local), rank == 0
     tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
-    run_dir = run_path(cfg, stage, name, out)
-    claim_run_dir(run_dir, cfg, resume, overwrite)
     if init_from is not None and (Path(init_from) / 'config.json').exists() and cfg.model.audio.spec_mean is None:
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
         cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
@@ -236,90 +274,98 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
                                                         find_unused_parameters=True) if world > 1 else net
     opt = make_optimizer(net, tc, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(tc.warmup_steps, total))
-    gen = torch.Generator().manual_seed(tc.seed * 1009 + rank)          # masking and hard negatives
-    extra = {'objective': net.nce} if stage == 'finetune' else None      # checkpoints hold the model's own weights
-    state = {'step': 0, 'epoch': 0, 'batch': 0}
+    gen = torch.Generator().manual_seed(tc.seed * 1009 + rank)
+    s = Stage(cfg, stage, run_dir, main, world, device, (records, cache, stats), ds, sampler, loader, total, model, net,
+              wrapped, opt, sched, gen)
     if resume and (ck := latest_checkpoint(run_dir)) is not None:
-        state.update(load_checkpoint(ck, model, opt, sched, {'mask': gen}, extra))
+        s.state.update(load_checkpoint(ck, model, opt, sched, {'mask': gen}, s.extra))
         if main:
-            log.info('resumed %s at step %d', ck, state['step'])
-            for f in ('log.jsonl', 'metrics.jsonl'): drop_rows_after(run_dir / f, state['step'])   # they will be done again
-    precision = resolve_precision(tc.precision, device)
-    if main:
-        log.info('%s: %d steps, batch %d = %d per step x %d processes x %d accumulation, lr %.3g (scaled from %.3g), %s',
-                 stage, total, tc.batch_size, micro, world, sampler.accum, tc.scaled_lr, tc.lr, precision)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == 'bf16' else nullcontext()
-    old_handler = signal.signal(signal.SIGTERM, _Stop.handler) if main or world == 1 else None
-    _Stop.requested = False
-    logf = open(run_dir / 'log.jsonl', 'a') if main else None
-    bar = tqdm(total=total, initial=state['step'], desc=stage, disable=not (progress and main), unit='step')
+            log.info('resumed %s at step %d', ck, s.state['step'])
+            for f in ('log.jsonl', 'metrics.jsonl'): drop_rows_after(run_dir / f, s.state['step'])   # they will be done again
+    return s
+
+def train_steps(s:Stage, precision:str, stop_after:int|None=None, progress:bool=True):
+    "Step until the end, a SIGTERM or `stop_after` steps; log every `log_every` steps, evaluate and checkpoint as configured."
+    from tqdm.auto import tqdm
+    tc, state, sampler = s.tc, s.state, s.sampler
+    autocast = torch.autocast(s.device.type, dtype=torch.bfloat16) if precision == 'bf16' else nullcontext()
+    logf = open(s.run_dir / 'log.jsonl', 'a') if s.main else None
+    bar = tqdm(total=s.total, initial=state['step'], desc=s.name, disable=not (progress and s.main), unit='step')
     done_here, t_last, clips, wait = 0, time.perf_counter(), 0, 0.0
-
-    def checkpoint(tag=None):
-        if not main: return
-        save_checkpoint(run_dir / 'checkpoints' / (tag or f"step-{state['step']:07d}"), model, opt, sched,
-                        {'mask': gen}, extra, **state)
-        prune_checkpoints(run_dir, 0 if tag == 'final' else tc.keep_last or None)   # `final` stands for every step before it
-
-    def evaluation():
-        if not main: return
-        table = evaluate_model(model, cfg, records, cache, stats, cfg.data.eval_split, device)
-        row = {'step': state['step'], 'split': cfg.data.eval_split, **{f'{d} {k}': round(float(table.loc[d, k]), 3)
-               for d in table.index for k in table.columns if k.startswith('R@') or k in ('MdR', 'MnR')}}
-        with open(run_dir / 'metrics.jsonl', 'a') as f: f.write(json.dumps(row) + '\n')
-        net.train()
-        return table
-
     try:
-        net.train()
+        s.net.train()
         stop = False
-        while state['step'] < total and not stop:
+        while state['step'] < s.total and not stop:
             if state['batch'] >= sampler.batches_per_epoch: state['epoch'] += 1; state['batch'] = 0
-            sampler.set_position(state['epoch'], state['batch']); ds.set_epoch(state['epoch'])
-            it = iter(loader)
-            while state['batch'] < sampler.batches_per_epoch and state['step'] < total and not stop:
+            sampler.set_position(state['epoch'], state['batch']); s.ds.set_epoch(state['epoch'])
+            it = iter(s.loader)
+            while state['batch'] < sampler.batches_per_epoch and state['step'] < s.total and not stop:
                 sums = {}
-                model.criterion.step = state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
+                s.model.criterion.step = state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
                 for a in range(sampler.accum):
                     t0 = time.perf_counter()
-                    batch = _to(next(it), device)
+                    batch = _to(next(it), s.device)
                     wait += time.perf_counter() - t0
-                    sync = wrapped.no_sync() if world > 1 and a < sampler.accum - 1 else nullcontext()
+                    sync = s.wrapped.no_sync() if s.world > 1 and a < sampler.accum - 1 else nullcontext()
                     with sync, autocast:
-                        terms = wrapped(batch, gen)
+                        terms = s.wrapped(batch, s.gen)
                         (terms['loss'] / sampler.accum).backward()
                     for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach()) / sampler.accum
                     clips += batch['size']
-                if tc.grad_clip: torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
-                opt.step(); opt.zero_grad(set_to_none=True); sched.step()
+                if tc.grad_clip: torch.nn.utils.clip_grad_norm_(s.net.parameters(), tc.grad_clip)
+                s.opt.step(); s.opt.zero_grad(set_to_none=True); s.sched.step()
                 state['step'] += 1; state['batch'] += 1; done_here += 1
                 bar.update(1)
-                if world > 1 and (state['step'] % tc.log_every == 0 or state['step'] == total):   # log the global means
+                logged = state['step'] % tc.log_every == 0 or state['step'] == s.total
+                if s.world > 1 and logged:   # log the global means
                     keys = sorted(sums)
-                    vec = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)
-                    torch.distributed.all_reduce(vec); sums = dict(zip(keys, (vec / world).tolist()))
-                if main and (state['step'] % tc.log_every == 0 or state['step'] == total):
+                    vec = torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=s.device)
+                    torch.distributed.all_reduce(vec); sums = dict(zip(keys, (vec / s.world).tolist()))
+                if s.main and logged:
                     now = time.perf_counter()
-                    row = {'step': state['step'], 'epoch': state['epoch'], 'lr': sched.get_last_lr()[0],
-                           **{k: round(v, 5) for k, v in sums.items()}, 'clips_per_s': round(clips * world / (now - t_last), 2),
+                    row = {'step': state['step'], 'epoch': state['epoch'], 'lr': s.sched.get_last_lr()[0],
+                           **{k: round(v, 5) for k, v in sums.items()}, 'clips_per_s': round(clips * s.world / (now - t_last), 2),
                            'data_wait': round(wait / (now - t_last), 3)}     # share of the time spent waiting for data
                     logf.write(json.dumps(row) + '\n'); logf.flush()
                     bar.set_postfix({k: f'{v:.3f}' for k, v in sums.items() if k != 'temperature'} | {'clips/s': row['clips_per_s']})
                     t_last, clips, wait = now, 0, 0.0
-                if tc.eval_every and state['step'] % tc.eval_every == 0 and state['step'] < total: evaluation()
-                if tc.ckpt_every and state['step'] % tc.ckpt_every == 0: checkpoint()
+                if tc.eval_every and state['step'] % tc.eval_every == 0 and state['step'] < s.total: s.evaluation()
+                if tc.ckpt_every and state['step'] % tc.ckpt_every == 0: s.checkpoint()
                 stop = _Stop.requested or bool(stop_after and done_here >= stop_after)
-        if state['step'] < total: checkpoint()   # stopped early: --resume starts here
-        elif main:
-            checkpoint('final')
-            table = evaluation()
-            (run_dir / 'summary.json').write_text(json.dumps({'stage': stage, 'steps': state['step'], 'precision': precision,
-                'bad_clips': len(loader.bad), 'eval_split': cfg.data.eval_split,
-                'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
-        if loader.bad and main: log.warning(loader.report())
     finally:
         bar.close()
         if logf: logf.close()
+
+def finish_stage(s:Stage, precision:str):
+    "A stopped stage saves where it stands (--resume starts there); a finished one saves `final`, evaluates and sums up."
+    if s.state['step'] < s.total: s.checkpoint()
+    elif s.main:
+        s.checkpoint('final')
+        table = s.evaluation()
+        (s.run_dir / 'summary.json').write_text(json.dumps({'stage': s.name, 'steps': s.state['step'], 'precision': precision,
+            'bad_clips': len(s.loader.bad), 'eval_split': s.cfg.data.eval_split,
+            'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
+    if s.loader.bad and s.main: log.warning(s.loader.report())
+
+def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs', resume:bool=False,
+        init_from=None, stop_after:int|None=None, progress:bool=True, overwrite:bool=False) -> Path:
+    """Train one stage ('pretrain' or 'finetune'); returns the run folder. A folder that holds a run is resumed only
+    with `resume` and the same settings, and started again only with `overwrite`."""
+    if stage not in ('pretrain', 'finetune'): raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
+    run_dir = run_path(cfg, stage, name, out)
+    claim_run_dir(run_dir, cfg, resume, overwrite)
+    s = build_stage(cfg, stage, run_dir, resume, init_from)
+    precision = resolve_precision(s.tc.precision, s.device)
+    if s.main:
+        log.info('%s: %d steps, batch %d = %d per step x %d processes x %d accumulation, lr %.3g (scaled from %.3g), %s',
+                 stage, s.total, s.tc.batch_size, s.sampler.micro, s.world, s.sampler.accum, s.tc.scaled_lr,
+                 s.tc.lr, precision)
+    old_handler = signal.signal(signal.SIGTERM, _Stop.handler) if s.main or s.world == 1 else None
+    _Stop.requested = False
+    try:
+        train_steps(s, precision, stop_after, progress)
+        finish_stage(s, precision)
+    finally:
         if old_handler is not None: signal.signal(signal.SIGTERM, old_handler)
     return run_dir
 
