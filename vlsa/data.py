@@ -97,6 +97,12 @@ class BadItem:
     path: str
     reason: str
 
+def _check_text(r:ClipRecord, text:str, at:str=''):
+    "DataError if the clip lacks the text a stage reads: its captions, or its transcript."
+    if text == 'captions' and not r.captions: raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no captions")
+    if text == 'transcript' and not (r.transcript or '').strip():
+        raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no meta.transcript (pre-training reads it as the text)")
+
 class VLSADataset(Dataset):
     "Clips of a manifest as model inputs: video (T, 3, H, W), audio (1, F, T'), text ids, has_audio."
     def __init__(self, records, config:Config|ModelConfig, train:bool=False, split:str|None=None, text:str='captions',
@@ -107,9 +113,7 @@ class VLSADataset(Dataset):
         if not self.records: raise DataError(f'no clips in split {split!r}')
         if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if text not in ('captions', 'transcript'): raise ValueError(f"text must be 'captions' or 'transcript', got {text!r}")
-        for r in self.records:
-            if text == 'captions' and not r.captions: raise DataError(f"clip '{r.id}' (line {r.line}) has no captions")
-            if text == 'transcript' and not (r.transcript or '').strip(): raise DataError(f"clip '{r.id}' (line {r.line}) has no meta.transcript")
+        for r in self.records: _check_text(r, text)
         self.train, self.text, self.on_error, self.seed, self.epoch = train, text, on_error, seed, 0
         self.spec_stats, self.cache, self.allow_no_audio = spec_stats, cache, allow_no_audio
 
@@ -352,10 +356,7 @@ def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0
     at = f'{where}: ' if where else ''
     clips = [r for r in records if r.split == split]
     if not clips: raise DataError(f"{at}no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
-    for r in clips:
-        if text == 'captions' and not r.captions: raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no captions")
-        if text == 'transcript' and not (r.transcript or '').strip():
-            raise DataError(f"{at}clip '{r.id}' (line {r.line}) has no meta.transcript (pre-training reads it as the text)")
+    for r in clips: _check_text(r, text, at)
     missing = [(r, p) for r in clips for p in (r.video, r.audio) if p is not None and not Path(p).is_file()]
     if missing:
         (r, p), n = missing[0], len({r.id for r, _ in missing})
