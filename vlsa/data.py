@@ -339,10 +339,11 @@ def spectrogram_stats(dataset:VLSADataset, max_items:int=256) -> tuple[float, fl
     saved, dataset.spec_stats = dataset.spec_stats, None
     try:
         picks = np.unique(np.linspace(0, len(dataset) - 1, min(max_items, len(dataset))).round().astype(int))
-        items = [dataset[int(i)] for i in picks]
+        items = [x if isinstance(x, BadItem) else (x['audio'] if x['has_audio'] else None)   # the spectrogram alone
+                 for x in (dataset[int(i)] for i in picks)]
     finally:
         dataset.spec_stats = saved
-    specs = [x['audio'] for x in items if not isinstance(x, BadItem) and x['has_audio']]
+    specs = [x for x in items if isinstance(x, torch.Tensor)]
     if not specs:
         bad = [x for x in items if isinstance(x, BadItem)]
         why = f'; {len(bad)} could not be read, first {bad[0].path}: {bad[0].reason}' if bad else ''
@@ -351,16 +352,15 @@ def spectrogram_stats(dataset:VLSADataset, max_items:int=256) -> tuple[float, fl
     return float(s.mean()), float(s.std())
 
 # %% ../nbs/03_data.ipynb #c8184210
-def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, where:str='') -> list[ClipRecord]:
-    "The clips of `split`, after checking that there are some, that each has its `text`, and that enough files exist."
-    at = f'{where}: ' if where else ''
+def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, on_error:str='skip'):
+    "Check that `split` has clips, that each has its `text`, and that its files exist (all, under on_error='raise')."
     clips = [r for r in records if r.split == split]
-    if not clips: raise DataError(f"{at}no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
-    for r in clips: _check_text(r, text, at)
+    if not clips: raise DataError(f"no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
+    for r in clips: _check_text(r, text)
     missing = [(r, p) for r in clips for p in (r.video, r.audio) if p is not None and not Path(p).is_file()]
     if missing:
         (r, p), n = missing[0], len({r.id for r, _ in missing})
-        said = f"{at}{n} of {len(clips)} clips of split {split!r} lack a file; first: clip '{r.id}' (line {r.line}): {p}"
+        said = f"{n} of {len(clips)} clips of split {split!r} lack a file; first: clip '{r.id}' (line {r.line}): {p}"
+        if on_error == 'raise': raise DataError(said)
         if n > max_bad * len(clips): raise DataError(f'{said} (more than {max_bad:.0%})')
         log.warning('%s (they will be skipped)', said)
-    return clips

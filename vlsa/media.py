@@ -5,7 +5,7 @@
 # %% ../nbs/01_media.ipynb #69189829
 from __future__ import annotations
 import logging, os, re, sys, tempfile, threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -196,11 +196,17 @@ DECORD_UNRELIABLE = {'asf': 'decord seeks to wrong frames in ASF (wmv) files'}  
 # %% ../nbs/01_media.ipynb #6263318e
 MAX_DECODE_ERRORS = 2   # decoder error messages a file may cause before it counts as damaged
 _DECODER_LINE = re.compile(r'^\[[\w:.,-]+ @ 0x[0-9a-f]+\] |^\[\d\d:\d\d:\d\d\] \S+\.cc:\d+: ')   # FFmpeg's, decord's
+
+def _is_error(line:str) -> bool:
+    "A decoding error: FFmpeg's messages (decord leaves only errors on, but for a pixel-format warning), decord's ERROR lines."
+    if ' @ 0x' in line.split(']')[0]: return 'deprecated pixel format' not in line
+    return 'ERROR' in line or 'Check failed' in line
+
 _FD2 = threading.RLock()   # fd 2 belongs to the whole process: one capture at a time, or a thread restores another's
 
 @contextmanager
 def decoder_messages():
-    "Collect the lines FFmpeg and decord print on file descriptor 2 meanwhile (a list, filled at exit); others pass."
+    "Collect the decoding errors FFmpeg and decord print on file descriptor 2 meanwhile (a list, filled at exit); other lines pass."
     said = []
     sys.stderr.flush()
     with _FD2, tempfile.TemporaryFile() as tmp:
@@ -212,7 +218,7 @@ def decoder_messages():
             os.dup2(saved, 2); os.close(saved)
             tmp.seek(0)
             for line in tmp.read().decode('utf-8', 'replace').splitlines():
-                if _DECODER_LINE.match(line): said.append(re.sub(r' @ 0x[0-9a-f]+', '', line.strip()))
+                if _DECODER_LINE.match(line) and _is_error(line): said.append(re.sub(r' @ 0x[0-9a-f]+', '', line.strip()))
                 elif line.strip(): print(line, file=sys.stderr)
 
 # %% ../nbs/01_media.ipynb #84f51427
@@ -220,13 +226,14 @@ def _with_fallback(kind:str, path, fns:dict, *args, reason:str|None=None, max_er
     "Try the decoders in order; log which served and why; MediaError naming every reason if none can, or if it is damaged."
     errors = [reason] if reason else []
     for name, fn in fns.items():
-        try:
-            with decoder_messages() as said: out = fn(path, *args)
-        except MediaError: raise
-        except Exception as e:   # decord raises DECORDError / RuntimeError; PyAV its FFmpegError family
-            msg = str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'no message'
-            errors.append(f'{name} failed ({type(e).__name__}: {msg})')
-            continue
+        # decord lets FFmpeg print on fd 2; PyAV routes FFmpeg's log to Python and keeps it off, so only decord is heard
+        with (decoder_messages() if name == 'decord' else nullcontext([])) as said:
+            try: out = fn(path, *args)
+            except MediaError: raise
+            except Exception as e:   # decord raises DECORDError / RuntimeError; PyAV its FFmpegError family
+                msg = str(e).strip().splitlines()[-1][:200] if str(e).strip() else 'no message'
+                errors.append(f'{name} failed ({type(e).__name__}: {msg})')
+                continue
         if len(said) > max_errors:   # another decoder would conceal the same damage: the file is skipped, not retried
             raise MediaError(path, f'damaged {kind}: {name} reported {len(said)} decoding errors (first: {said[0][:160]})')
         if said: log.warning('%s: %s decoded by %s with %d error message(s): %s', path, kind, name, len(said), '; '.join(said))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/52_report.ipynb #38923868
 from __future__ import annotations
-import argparse, datetime, json, subprocess, sys
+import argparse, datetime, json, subprocess
 from pathlib import Path
 
 from .cli import fail
@@ -84,7 +84,7 @@ def control_and_search(P:Profile) -> list[str]:
     out, tables = [], Path(P.results) / 'tables'
     if (tables / 'control.csv').exists():
         c = pd.read_csv(tables / 'control.csv').set_index('data')
-        linked, control = c.iloc[0], c.iloc[1]
+        linked, control = c.loc['linked (SyncBench)'], c.loc['unlinked control']
         fall_l, fall_c = 1 - linked['InfoNCE / ln B'], 1 - control['InfoNCE / ln B']   # below chance, in units of ln B
         out.append(f"The control (GAM only, one seed, {int(control['step'])} steps): the audio-video InfoNCE is "
                    f"{control['InfoNCE / ln B']:.2f} ln B when the sounds are independent of what is seen, and "
@@ -94,7 +94,7 @@ def control_and_search(P:Profile) -> list[str]:
                       if fall_l > fall_c + 0.02 else 'The link made no difference yet.'))
     if (tables / 'search_check.csv').exists():
         s = pd.read_csv(tables / 'search_check.csv').set_index('model')
-        mean, chance = s.iloc[-2], s.iloc[-1]
+        mean, chance = s[s.index.str.startswith('mean over')].iloc[0], s.loc['chance']
         out.append(f"`vlsa search` with each of the {int(mean['captions'])} test captions finds its clip among the first 5 "
                    f"of {int(mean['files'])} for {mean['top 5 (%)']:.1f} % of them (chance {chance['top 5 (%)']:.1f} %).")
     return out

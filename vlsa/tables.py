@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, seed_stats
+from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log, seed_stats
 
 # %% auto #0
 __all__ = ['PAPER', 'REPORTED', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'paper_row', 'fmt', 'markdown_table',
@@ -163,12 +163,11 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
 # %% ../nbs/51_tables.ipynb #62f3c352
 def control_figure(runs:dict, batch:int, path=None, term:str='gam_audio_video_nce'):
     "One InfoNCE term over the steps of several runs (label -> run folder), against ln B; the last run's end dotted."
-    import json
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for label, run in runs.items():
-        log = pd.DataFrame([json.loads(l) for l in (Path(run) / 'log.jsonl').read_text().splitlines() if l.strip()])
+        log = read_log(run)
         ax.plot(log['step'], log[term], label=label)
     ax.axvline(log['step'].max(), color='grey', ls=':', lw=1)
     ax.axhline(math.log(batch), color='grey', ls='--', lw=1, label=f'chance (ln {batch})')

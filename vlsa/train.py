@@ -129,7 +129,7 @@ def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False) -> tuple[lis
     records = read_manifest(cfg.data.manifest)
     if check:   # what training will read, before anything is decoded
         for split, text in (STAGE_DATA[stage], (cfg.data.eval_split, 'captions')):
-            check_records(records, split, text, cfg.data.max_bad_fraction)   # the caller names the manifest
+            check_records(records, split, text, cfg.data.max_bad_fraction, cfg.data.on_error)   # the caller names the manifest
     cache = None
     if cfg.data.cache_dir:
         if rank == 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error,
@@ -371,7 +371,8 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
 
 def prune_checkpoints(run_dir, keep:int|None):
     "Delete all but the newest `keep` step checkpoints of a run (None: keep every one), and what a killed save left."
-    for left in (Path(run_dir) / 'checkpoints').glob('.*'): shutil.rmtree(left, ignore_errors=True)   # .NAME.tmp-*, .old-*
+    for pattern in ('.*.tmp-*', '.*.old-*'):   # what atomic_folder leaves when its process is killed
+        for left in (Path(run_dir) / 'checkpoints').glob(pattern): shutil.rmtree(left, ignore_errors=True)
     if keep is None: return
     for old in sorted((Path(run_dir) / 'checkpoints').glob('step-*'))[:-keep or None]: shutil.rmtree(old, ignore_errors=True)
 
