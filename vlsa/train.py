@@ -216,10 +216,11 @@ class Stage:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     gen: torch.Generator      # masking and hard negatives
+    precision: str            # 'bf16' or 'fp32', resolved for the device
     state: dict = field(default_factory=lambda: {'step': 0, 'epoch': 0, 'batch': 0})
 
     @property
-    def tc(self) -> TrainConfig: return self.cfg.pretrain if self.name == 'pretrain' else self.cfg.finetune
+    def tc(self) -> TrainConfig: return getattr(self.cfg, self.name)
     @property
     def extra(self) -> dict|None: return {'objective': self.net.nce} if self.name == 'finetune' else None   # beside the model's weights
 
@@ -245,7 +246,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     from torch.utils.data import DataLoader
     rank, world, local = dist_info()
     device, main = pick_device(local), rank == 0
-    tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
+    tc = getattr(cfg, stage)
     if init_from is not None and (Path(init_from) / 'config.json').exists() and cfg.model.audio.spec_mean is None:
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
         cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
@@ -276,7 +277,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(tc.warmup_steps, total))
     gen = torch.Generator().manual_seed(tc.seed * 1009 + rank)
     s = Stage(cfg, stage, run_dir, main, world, device, (records, cache, stats), ds, sampler, loader, total, model, net,
-              wrapped, opt, sched, gen)
+              wrapped, opt, sched, gen, resolve_precision(tc.precision, device))
     if resume and (ck := latest_checkpoint(run_dir)) is not None:
         s.state.update(load_checkpoint(ck, model, opt, sched, {'mask': gen}, s.extra))
         if main:
@@ -284,11 +285,11 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
             for f in ('log.jsonl', 'metrics.jsonl'): drop_rows_after(run_dir / f, s.state['step'])   # they will be done again
     return s
 
-def train_steps(s:Stage, precision:str, stop_after:int|None=None, progress:bool=True):
+def train_steps(s:Stage, stop_after:int|None=None, progress:bool=True):
     "Step until the end, a SIGTERM or `stop_after` steps; log every `log_every` steps, evaluate and checkpoint as configured."
     from tqdm.auto import tqdm
     tc, state, sampler = s.tc, s.state, s.sampler
-    autocast = torch.autocast(s.device.type, dtype=torch.bfloat16) if precision == 'bf16' else nullcontext()
+    autocast = torch.autocast(s.device.type, dtype=torch.bfloat16) if s.precision == 'bf16' else nullcontext()
     logf = open(s.run_dir / 'log.jsonl', 'a') if s.main else None
     bar = tqdm(total=s.total, initial=state['step'], desc=s.name, disable=not (progress and s.main), unit='step')
     done_here, t_last, clips, wait = 0, time.perf_counter(), 0, 0.0
@@ -336,13 +337,13 @@ def train_steps(s:Stage, precision:str, stop_after:int|None=None, progress:bool=
         bar.close()
         if logf: logf.close()
 
-def finish_stage(s:Stage, precision:str):
+def finish_stage(s:Stage):
     "A stopped stage saves where it stands (--resume starts there); a finished one saves `final`, evaluates and sums up."
     if s.state['step'] < s.total: s.checkpoint()
     elif s.main:
         s.checkpoint('final')
         table = s.evaluation()
-        (s.run_dir / 'summary.json').write_text(json.dumps({'stage': s.name, 'steps': s.state['step'], 'precision': precision,
+        (s.run_dir / 'summary.json').write_text(json.dumps({'stage': s.name, 'steps': s.state['step'], 'precision': s.precision,
             'bad_clips': len(s.loader.bad), 'eval_split': s.cfg.data.eval_split,
             'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
     if s.loader.bad and s.main: log.warning(s.loader.report())
@@ -355,16 +356,15 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     run_dir = run_path(cfg, stage, name, out)
     claim_run_dir(run_dir, cfg, resume, overwrite)
     s = build_stage(cfg, stage, run_dir, resume, init_from)
-    precision = resolve_precision(s.tc.precision, s.device)
     if s.main:
         log.info('%s: %d steps, batch %d = %d per step x %d processes x %d accumulation, lr %.3g (scaled from %.3g), %s',
                  stage, s.total, s.tc.batch_size, s.sampler.micro, s.world, s.sampler.accum, s.tc.scaled_lr,
-                 s.tc.lr, precision)
+                 s.tc.lr, s.precision)
     old_handler = signal.signal(signal.SIGTERM, _Stop.handler) if s.main or s.world == 1 else None
     _Stop.requested = False
     try:
-        train_steps(s, precision, stop_after, progress)
-        finish_stage(s, precision)
+        train_steps(s, stop_after, progress)
+        finish_stage(s)
     finally:
         if old_handler is not None: signal.signal(signal.SIGTERM, old_handler)
     return run_dir
@@ -449,7 +449,7 @@ def stage_command(stage:str, argv:list[str]) -> int:
                       overwrite=args.overwrite)
         print(f'run: {run_dir}')
         if not (run_dir / 'summary.json').exists() and (ck := latest_checkpoint(run_dir)) is not None:
-            tc = cfg.pretrain if stage == 'pretrain' else cfg.finetune
+            tc = getattr(cfg, stage)
             step = int(ck.name.removeprefix('step-')) if ck.name.startswith('step-') else '?'
             print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
                   f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
