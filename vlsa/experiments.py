@@ -16,8 +16,8 @@ from .config import Config, config_from_json, get_config, override
 # %% auto #0
 __all__ = ['VARIANTS', 'VARIANT_LABELS', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_config', 'run_name',
            'Profile', 'smoke_profile', 'make_profile', 'load_run', 'evaluate_run', 'train_variant', 'load_eval',
-           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'train_control', 'read_log', 'log_at',
-           'control_table', 'search_check']
+           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log',
+           'log_at', 'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -200,6 +200,8 @@ def ensure_runs(P:Profile, variants, stages=('pretrain', 'finetune')):
 # %% ../nbs/50_experiments.ipynb #5a058716
 CONTROL = 'gam-control'   # the control run's name: <runs>/gam-control-s<seed>
 
+def control_dir(P:Profile, seed:int) -> Path: return Path(P.runs) / f'{CONTROL}-s{seed}'
+
 def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     "GAM pre-training on the unlinked control data (the profile's settings, `control_steps` steps); its run folder."
     from vlsa.train import pretrain
@@ -214,7 +216,7 @@ def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     changes = {'data.manifest': str(P.control_manifest), 'pretrain.eval_every': 0}   # `val` only at the end
     if P.control_steps: changes['pretrain.steps'] = P.control_steps
     cfg = override(P.config('gam', seed), changes)
-    run_dir = Path(P.runs) / f'{CONTROL}-s{seed}'
+    run_dir = control_dir(P, seed)
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
     pretrain(cfg, name=run_dir.name, out=P.runs, resume=True, progress=progress)
     return run_dir
@@ -233,7 +235,7 @@ def log_at(run_dir, step:int, columns, rows:int=4) -> dict[str, float]:
 def control_table(P:Profile, seed:int|None=None, rows:int=4) -> pd.DataFrame:
     "GAM's audio-video term on the linked data and on the control, at the control's last step, against chance."
     seed = P.seeds[0] if seed is None else seed
-    control = Path(P.runs) / f'{CONTROL}-s{seed}'
+    control = control_dir(P, seed)
     step = int(read_log(control)['step'].max())
     batch = P.config('gam', seed).pretrain.batch_size
     cols = ['gam_audio_video_nce', 'gam_audio_video_top1', 'spread_video']
