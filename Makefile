@@ -10,10 +10,10 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab reproduce data bench
+.PHONY: help install export clean check readme test lab reproduce reproduce-tables data bench
 
 help: ## list the targets, one line each
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv (Python 3.11), install the pinned stack and vlsa (editable), register the `vlsa` kernel
 
@@ -51,10 +51,15 @@ reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=
 	@test -f $(PCFG) || { echo "make reproduce: there is no $(PCFG); choose PROFILE=cpu or PROFILE=gpu" >&2; exit 2; }
 	@test -n "$(SEEDS)" -a -n "$(RUNS)" -a -n "$(RESULTS)" -a -n "$(MANIFEST)" || { echo "make reproduce: $(PCFG) must set \
 	runs, results, manifest and seeds, each on one line (seeds: [0, 1])" >&2; exit 2; }
+	@$(MAKE) --no-print-directory reproduce-tables   # a new make, which reads the lists from the installed package
+	@$(BIN)/vlsa report --file $(PCFG)
+
+reproduce-tables: | $(STAMP)
+	@test -n "$(TABLE_NOTEBOOKS)" || { echo "make reproduce: could not read the variants and tables \
+	(vlsa report --make-vars)" >&2; exit 2; }
 	@if $(MAKE) --no-print-directory -q $(REPRODUCED) 2>/dev/null; then \
 	  echo "make reproduce: every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
 	else set -o pipefail; $(MAKE) --no-print-directory $(REPRODUCED) | { grep --line-buffered -v 'is up to date' || true; }; fi
-	@$(BIN)/vlsa report --file $(PCFG)
 
 # ---- what make reproduce builds, read from configs/$(PROFILE).yaml -------------------------------------------
 PCFG       ?= configs/$(PROFILE).yaml
@@ -64,9 +69,16 @@ RESULTS    := $(strip $(call yaml,results))
 MANIFEST   := $(strip $(call yaml,manifest))
 SEEDS      := $(shell sed -n 's/^seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
 EXECUTED   := $(RESULTS)/executed
-PRE_RUNS   := $(foreach v,lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
-FT_RUNS    := $(foreach v,neither lpmm gam both,$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
-TABLES     := $(foreach t,tab2_text_video tab3_text_audio tab4_r1 tab5_ablation control search_check,$(RESULTS)/tables/$(t).md)
+# VARIANTS, PRETRAINED and TABLE_NOTEBOOKS: their one source is the package (vlsa.report.make_vars), read once it is
+# installed; `make reproduce` installs it first, then starts a new make (reproduce-tables) that reads them.
+MAKE_VARS  := $(VENV)/make-vars.mk
+ifneq ($(wildcard $(STAMP)),)
+$(shell $(BIN)/vlsa report --make-vars > $(MAKE_VARS).tmp 2>/dev/null && mv $(MAKE_VARS).tmp $(MAKE_VARS))
+-include $(MAKE_VARS)
+endif
+PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
+FT_RUNS    := $(foreach v,$(VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
+TABLES     := $(foreach t,$(TABLE_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 SYNTH      := $(strip $(call yaml,synth))
 CONTROL    := $(patsubst %/manifest.jsonl,%-unlinked/manifest.jsonl,$(MANIFEST))
 REPRODUCED := $(TABLES) $(RESULTS)/README.md

@@ -20,7 +20,13 @@ def test_encoder_is_one_vit_base_shared_by_three_modalities():
 
 def test_global_embedding_is_average_pool():
     # "own linear patch projection; global embedding = average pool of that modality's tokens"
-    assert m.pool == 'mean'
+    import torch
+    from vlsa.model import VLSA
+    model = VLSA(override(get_config('tiny'), {'model.audio.spec_mean': 0.0, 'model.audio.spec_std': 1.0}).model).eval()
+    ids, mask = torch.tensor([[101, 2000, 2001, 102]]), torch.ones(1, 4, dtype=torch.long)
+    tokens = model.encoders[model.encoder_of['text']](model.embed['text'](ids))           # (1, 4, D)
+    expected = torch.nn.functional.normalize(model.project['text'](tokens.mean(1)), dim=-1)
+    torch.testing.assert_close(model.encode_text(ids, mask), expected)
 
 
 def test_video():
@@ -65,15 +71,23 @@ def test_gam_and_total_loss():
 def test_pretraining_and_finetuning():
     # "200k steps, AdamW, lr 1e-4, weight decay 0.01, batch 2048" (8 x V100 is hardware, not a setting)
     p = base.pretrain
-    assert (p.steps, p.optimizer, p.lr, p.weight_decay, p.batch_size) == (200_000, 'adamw', 1e-4, 0.01, 2048)
+    assert (p.steps, p.lr, p.weight_decay, p.batch_size) == (200_000, 1e-4, 0.01, 2048)
+    import torch
+    from vlsa.train import make_optimizer
+    assert isinstance(make_optimizer(torch.nn.Linear(2, 2), p, torch.device('cpu')), torch.optim.AdamW)
     # "20 epochs, batch 256"
     assert (base.finetune.epochs, base.finetune.batch_size) == (20, 256)
 
 
 def test_inference_and_metrics():
     # "cosine similarity between global embeddings"; "R@1, R@5, R@10 (R@50 too for text-audio), mean of three seeds"
-    assert m.similarity == 'cosine'
-    assert base.eval.ks == (1, 5, 10, 50) and base.eval.num_seeds == 3
+    # retrieval ranks by the dot product of the global embeddings, which are unit vectors: the cosine
+    import torch
+    from vlsa.model import VLSA
+    model = VLSA(override(get_config('tiny'), {'model.audio.spec_mean': 0.0, 'model.audio.spec_std': 1.0}).model).eval()
+    v = model.encode_video(torch.randn(2, 4, 3, 64, 64))
+    torch.testing.assert_close(v.norm(dim=-1), torch.ones(2))
+    assert base.eval.ks == (1, 5, 10, 50)    # the mean of three seeds: `seeds` of the experiment profiles
     # "size and cost" (156M parameters, 1,350 GPU-hours, 1,738 ms) are outcomes, not settings: the model issue
     # prints the base parameter count beside 156M, and Table 7 compares cost.
 

@@ -58,6 +58,7 @@ def sincos_2d(rows:int, cols:int, dim:int) -> torch.Tensor:
 # %% ../nbs/10_embedders.ipynb #6f69aa93
 class VideoEmbed(nn.Module):
     "Per-frame 16 x 16 patches -> linear projection + 2-D sin-cos position + temporal + modality embedding."
+    no_weight_decay = ('time',)     # learned positions are not decayed (`vlsa.train.param_groups`)
     def __init__(self, cfg:ModelConfig, width:int):
         super().__init__()
         v = cfg.video
@@ -96,6 +97,7 @@ class AudioEmbed(nn.Module):
 
 class TextEmbed(nn.Module):
     "WordPiece ids -> token embedding + learned position + modality embedding."
+    no_weight_decay = ('pos',)
     def __init__(self, cfg:ModelConfig, width:int):
         super().__init__()
         t = cfg.text

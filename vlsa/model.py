@@ -78,6 +78,7 @@ class Decoder(nn.Module):
 
 class DecoderPositions(nn.Module):
     "Each modality's decoder positions: sin-cos for patches, learned for frames and words, a modality embedding."
+    no_weight_decay = ('video_time', 'text_pos')     # learned positions are not decayed (`vlsa.train.param_groups`)
     def __init__(self, cfg:ModelConfig):
         super().__init__()
         d, v, a, t = cfg.decoder.width, cfg.video, cfg.audio, cfg.text

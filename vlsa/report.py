@@ -8,15 +8,15 @@ import argparse, datetime, json, subprocess
 from pathlib import Path
 
 from .cli import fail
-from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
+from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, fmt, ordering
 
 # %% auto #0
-__all__ = ['TABLE_NOTEBOOKS', 'load_profile', 'stage_times', 'reading', 'control_and_search', 'diagnosis', 'summary_table',
-           'readme', 'report_command']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'make_vars', 'load_profile', 'stage_times', 'reading', 'control_and_search', 'diagnosis',
+           'summary_table', 'readme', 'report_command']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
-TABLE_NOTEBOOKS = {
+TABLES = {   # every table of a reproduction, and what it shows
     'tab2_text_video': 'text-to-video R@1/5/10 of the full model, zero-shot and fine-tuned, beside the paper\'s Table 2 (MSR-VTT) and its baselines',
     'tab3_text_audio': 'text-to-audio and audio-to-text R@1/5/10/50, beside the paper\'s Table 3 (SoundDescs)',
     'tab4_r1': 'R@1 of text-to-video, text-to-audio and audio-to-video, beside the paper\'s Table 4 (LSMDC, AudioCaps, YouCook2)',
@@ -25,6 +25,14 @@ TABLE_NOTEBOOKS = {
     'control': 'the control: GAM\'s audio-video term on SyncBench with the sound-sight link off, beside the linked data',
     'search_check': '`vlsa search` with every test caption: how often its clip is in the top 1, 5 and 10',
 }
+# The notebooks of nbs/experiments/ that make the tables: each writes tables/<name>.md (tab4_r1 writes
+# tab4_all_directions too). `make reproduce` reads this list, and the variants, from `make_vars`.
+TABLE_NOTEBOOKS = ('tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab5_ablation', 'control', 'search_check')
+
+def make_vars() -> str:
+    "The lists that `make reproduce` builds from, as Makefile assignments: their one source is this package."
+    return (f"VARIANTS := {' '.join(VARIANTS)}\nPRETRAINED := {' '.join(PRETRAINED)}\n"
+            f"TABLE_NOTEBOOKS := {' '.join(TABLE_NOTEBOOKS)}\n")
 
 def load_profile(path) -> Profile:
     "The `Profile` of a `configs/<profile>.yaml`."
@@ -102,7 +110,6 @@ def control_and_search(P:Profile) -> list[str]:
 def diagnosis(P:Profile) -> list[str]:
     "What the pre-training logs say about why the ablation came out as it did."
     import math
-    from vlsa.experiments import PRETRAINED
     out, cfg = [], P.config()
     chance = math.log(cfg.pretrain.batch_size)
     for v in (v for v in PRETRAINED if VARIANTS[v][1]):           # the variants trained with GAM
@@ -135,7 +142,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
     date = date or datetime.date.today().isoformat()
     commit = commit or _git('rev-parse', '--short', 'HEAD')
     res = Path(P.results)
-    tables = [f'- [`tables/{name}.md`](tables/{name}.md) (and `.csv`): {what}.' for name, what in TABLE_NOTEBOOKS.items()
+    tables = [f'- [`tables/{name}.md`](tables/{name}.md) (and `.csv`): {what}.' for name, what in TABLES.items()
               if (res / 'tables' / f'{name}.md').exists()]
     figures = [f'- [`figures/{f.name}`](figures/{f.name})' for f in sorted((res / 'figures').glob('*.png'))]
     times = stage_times(P)
@@ -174,7 +181,11 @@ def report_command(argv:list[str]) -> int:
     p.add_argument('--file', default='configs/cpu.yaml', help='the profile (default: configs/cpu.yaml)')
     p.add_argument('--readme', help='also write the results README here')
     p.add_argument('--quiet', action='store_true', help='print nothing (with --readme)')
+    p.add_argument('--make-vars', action='store_true', help="print the variants and table notebooks as Makefile "
+                   "assignments (the Makefile reads them) and exit")
     args = p.parse_args(argv)
+    if args.make_vars:
+        print(make_vars(), end=''); return 0
     try:
         P = load_profile(args.file)
         if args.readme: Path(args.readme).write_text(readme(P, args.file))

@@ -23,11 +23,11 @@ from .model import VLSA
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'param_groups', 'native_bf16',
-           'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data', 'eval_loader', 'evaluate_model',
-           'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage', 'train_steps', 'finish_stage', 'run',
-           'prune_checkpoints', 'drop_rows_after', 'pretrain', 'finetune', 'stage_command', 'pretrain_command',
-           'finetune_command', 'evaluate_command', 'main']
+__all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'no_weight_decay',
+           'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data',
+           'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage',
+           'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain', 'finetune',
+           'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -77,12 +77,18 @@ def warmup_cosine(warmup:int, total:int, floor:float=0.0):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     return f
 
+def no_weight_decay(model:nn.Module) -> set[str]:
+    "Names kept from weight decay: 1-D parameters (biases, norms, tokens, temperatures), and what modules list in `no_weight_decay`."
+    names = {name for name, p in model.named_parameters() if p.ndim < 2}
+    for prefix, module in model.named_modules():
+        names |= {f'{prefix}.{n}' if prefix else n for n in getattr(module, 'no_weight_decay', ())}
+    return names
+
 def param_groups(model:nn.Module, weight_decay:float) -> list[dict]:
-    "No weight decay on biases, norms, embeddings of positions and modalities, mask tokens and temperatures."
-    decay, rest = [], []
+    "Two AdamW groups: with `weight_decay`, and without it for `no_weight_decay(model)`."
+    skip, decay, rest = no_weight_decay(model), [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad: continue
-        (rest if p.ndim < 2 or any(k in name for k in ('pos', 'time', 'modality', 'mask_token', 'log_scale')) else decay).append(p)
+        if p.requires_grad: (rest if name in skip else decay).append(p)
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}]
 
 def native_bf16(device:torch.device) -> bool:
