@@ -12,7 +12,7 @@ from .model import VLSA
 from .pretrained import CONFIG_NAME, HubError
 
 # %% auto #0
-__all__ = ['REPO_URL', 'CITATION', 'model_card', 'check_card', 'export_run', 'push_folder', 'push_command']
+__all__ = ['REPO_URL', 'CITATION', 'CARD', 'model_card', 'check_card', 'export_run', 'push_folder', 'push_command']
 
 # %% ../nbs/40_hub.ipynb #cb8ad2cf
 REPO_URL = 'https://github.com/vlsa-project/vlsa'
@@ -23,33 +23,14 @@ CITATION = '''@article{mo2024vlsa,
   year    = {2024}
 }'''
 
-def model_card(run_dir, data_card=None) -> str:
-    "A Hugging Face model card for a training run: metadata, configuration, data, results, use and limits."
-    from huggingface_hub import ModelCardData
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / CONFIG_NAME).read_text())
-    summary = json.loads((run_dir / 'summary.json').read_text()) if (run_dir / 'summary.json').exists() else None
-    meta = ModelCardData(library_name='vlsa', license='apache-2.0', language=['en'],
-                         tags=['vlsa', 'video-language', 'audio', 'retrieval', 'multimodal', 'arxiv:2405.07202'],
-                         pipeline_tag='feature-extraction', base_model=None)
-    meta_yaml = meta.to_yaml() + f'\nrepository: {REPO_URL}\npaper: https://arxiv.org/abs/2405.07202\ndocs: {REPO_URL}#readme\n'
-    table = ''
-    if summary:
-        rows = summary['retrieval']
-        cols = [c for c in next(iter(rows.values())) if c.startswith('R@') or c in ('MdR', 'MnR')]
-        table = '| direction | ' + ' | '.join(cols) + ' |\n|' + ' --- |' * (len(cols) + 1) + '\n' + ''.join(
-            f'| {d} | ' + ' | '.join(f'{v[c]:.1f}' for c in cols) + ' |\n' for d, v in rows.items())
-        table = f"Retrieval on the `{summary['eval_split']}` split after {summary['steps']} {summary['stage']} steps:\n\n{table}"
-    data = (Path(data_card).read_text().split('---', 2)[-1].strip() if data_card and Path(data_card).exists()   # a clone
-            else f'SyncBench, the data set the package generates: its card is {REPO_URL}/blob/main/data_cards/syncbench.md')
-    return f"""---
-{meta_yaml}---
+CARD = """---
+{meta}---
 
-# VLSA ({cfg['name']} preset), trained with vlsa
+# VLSA ({preset} preset), trained with vlsa
 
 VLSA (Mo et al., [arXiv 2405.07202](https://arxiv.org/abs/2405.07202)) embeds video, audio and text into one space with
 one shared transformer, trained with local-patch masked modeling and global audio matching. This checkpoint was
-trained by [vlsa]({REPO_URL}), the first public implementation; it is **not** the authors' model (none was released).
+trained by [vlsa]({repo}), the first public implementation; it is **not** the authors' model (none was released).
 
 ## Use
 
@@ -62,7 +43,7 @@ model = VLSA.from_pretrained("REPO_ID")
 
 ## Results
 
-{table or 'No evaluation was recorded for this run.'}
+{results}
 
 ## Intended use and limits
 
@@ -77,19 +58,46 @@ natural video, and its numbers are not comparable with MSR-VTT, AudioCaps or the
 ## Configuration
 
 ```json
-{json.dumps(cfg, indent=2)}
+{config}
 ```
 
 ## Citation
 
 ```bibtex
-{CITATION}
+{citation}
 ```
 
 ## Licence
 
 Apache-2.0, as vlsa.
-"""
+"""   # the model card; `model_card` fills it
+
+def _card_metadata() -> str:
+    "The card's YAML front matter: what the Hub indexes."
+    from huggingface_hub import ModelCardData
+    meta = ModelCardData(library_name='vlsa', license='apache-2.0', language=['en'],
+                         tags=['vlsa', 'video-language', 'audio', 'retrieval', 'multimodal', 'arxiv:2405.07202'],
+                         pipeline_tag='feature-extraction', base_model=None)
+    return meta.to_yaml() + f'\nrepository: {REPO_URL}\npaper: https://arxiv.org/abs/2405.07202\ndocs: {REPO_URL}#readme\n'
+
+def _results_section(summary:dict|None) -> str:
+    "The run's retrieval table from its summary.json, as markdown."
+    if not summary: return 'No evaluation was recorded for this run.'
+    rows = summary['retrieval']
+    cols = [c for c in next(iter(rows.values())) if c.startswith('R@') or c in ('MdR', 'MnR')]
+    table = '| direction | ' + ' | '.join(cols) + ' |\n|' + ' --- |' * (len(cols) + 1) + '\n' + ''.join(
+        f'| {d} | ' + ' | '.join(f'{v[c]:.1f}' for c in cols) + ' |\n' for d, v in rows.items())
+    return f"Retrieval on the `{summary['eval_split']}` split after {summary['steps']} {summary['stage']} steps:\n\n{table}"
+
+def model_card(run_dir, data_card=None) -> str:
+    "A Hugging Face model card for a training run: metadata, configuration, data, results, use and limits."
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / CONFIG_NAME).read_text())
+    summary = json.loads((run_dir / 'summary.json').read_text()) if (run_dir / 'summary.json').exists() else None
+    data = (Path(data_card).read_text().split('---', 2)[-1].strip() if data_card and Path(data_card).exists()   # a clone
+            else f'SyncBench, the data set the package generates: its card is {REPO_URL}/blob/main/data_cards/syncbench.md')
+    return CARD.format(meta=_card_metadata(), preset=cfg['name'], repo=REPO_URL, results=_results_section(summary),
+                       data=data, config=json.dumps(cfg, indent=2), citation=CITATION)
 
 def check_card(text:str) -> dict:
     "Parse a card's metadata and check what the Hub and vlsa need; returns the metadata."

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'no_weight_decay',
            'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data',
            'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage',
-           'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain', 'finetune',
-           'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
+           'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
+           'finetune', 'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -291,6 +291,24 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
             for f in ('log.jsonl', 'metrics.jsonl'): drop_rows_after(run_dir / f, s.state['step'])   # they will be done again
     return s
 
+def optimizer_step(s:Stage, it, autocast) -> tuple[dict, int, float]:
+    "One step over `accum` micro-batches from `it`: each term's mean, the clips seen, and the seconds spent waiting for them."
+    sums, clips, wait, accum = {}, 0, 0.0, s.sampler.accum
+    s.model.criterion.step = s.state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
+    for a in range(accum):
+        t0 = time.perf_counter()
+        batch = _to(next(it), s.device)
+        wait += time.perf_counter() - t0
+        sync = s.wrapped.no_sync() if s.world > 1 and a < accum - 1 else nullcontext()
+        with sync, autocast:
+            terms = s.wrapped(batch, s.gen)
+            (terms['loss'] / accum).backward()
+        for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach()) / accum
+        clips += batch['size']
+    if s.tc.grad_clip: torch.nn.utils.clip_grad_norm_(s.net.parameters(), s.tc.grad_clip)
+    s.opt.step(); s.opt.zero_grad(set_to_none=True); s.sched.step()
+    return sums, clips, wait
+
 def train_steps(s:Stage, stop_after:int|None=None, progress:bool=True):
     "Step until the end, a SIGTERM or `stop_after` steps; log every `log_every` steps, evaluate and checkpoint as configured."
     from tqdm.auto import tqdm
@@ -307,20 +325,8 @@ def train_steps(s:Stage, stop_after:int|None=None, progress:bool=True):
             sampler.set_position(state['epoch'], state['batch']); s.ds.set_epoch(state['epoch'])
             it = iter(s.loader)
             while state['batch'] < sampler.batches_per_epoch and state['step'] < s.total and not stop:
-                sums = {}
-                s.model.criterion.step = state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
-                for a in range(sampler.accum):
-                    t0 = time.perf_counter()
-                    batch = _to(next(it), s.device)
-                    wait += time.perf_counter() - t0
-                    sync = s.wrapped.no_sync() if s.world > 1 and a < sampler.accum - 1 else nullcontext()
-                    with sync, autocast:
-                        terms = s.wrapped(batch, s.gen)
-                        (terms['loss'] / sampler.accum).backward()
-                    for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + float(v.detach()) / sampler.accum
-                    clips += batch['size']
-                if tc.grad_clip: torch.nn.utils.clip_grad_norm_(s.net.parameters(), tc.grad_clip)
-                s.opt.step(); s.opt.zero_grad(set_to_none=True); s.sched.step()
+                sums, n, waited = optimizer_step(s, it, autocast)
+                clips += n; wait += waited
                 state['step'] += 1; state['batch'] += 1; done_here += 1
                 bar.update(1)
                 logged = state['step'] % tc.log_every == 0 or state['step'] == s.total
