@@ -76,6 +76,19 @@ class Decoder(nn.Module):
         self.blocks = Transformer(cfg)
         if mask_token: nn.init.trunc_normal_(self.mask_token, std=0.02)
 
+    def forward(self, encoded:torch.Tensor, positions:torch.Tensor, restore:torch.Tensor|None=None,
+                keep:torch.Tensor|None=None) -> torch.Tensor:
+        """One modality's encoded tokens (B, ..., k, D) -> decoded (B, S, d), S = all of its positions: to the decoder's
+        width; with `restore` (B, ..., N), dropped patches come back as the mask token, in place (MAE); then the
+        positions, and the blocks over the tokens in `keep` (B, S)."""
+        x = self.inp(encoded)                                                            # (B, ..., k, d)
+        if restore is not None:                       # MAE: append mask tokens, then undo the shuffle
+            lead, n = x.shape[:-2], restore.shape[-1]
+            filler = self.mask_token.expand(*lead, n - x.shape[-2], x.shape[-1])
+            x = torch.cat([x, filler], -2).gather(-2, restore[..., None].expand(*lead, n, x.shape[-1]))
+        x = x + positions                                                                # (B, ..., N, d)
+        return self.blocks(x.reshape(x.shape[0], -1, x.shape[-1]), keep)
+
 class DecoderPositions(nn.Module):
     "Each modality's decoder positions: sin-cos for patches, learned for frames and words, a modality embedding."
     no_weight_decay = ('video_time', 'text_pos')     # learned positions are not decayed (`vlsa.train.param_groups`)
@@ -175,17 +188,9 @@ def _joint_encode(self:VLSA, tokens:dict, keep:dict) -> dict:
 @patch
 def _decode_patches(self:VLSA, modality:str, encoded:torch.Tensor, masking:Masking, positions:torch.Tensor) -> torch.Tensor:
     "Encoded visible tokens (B, ..., k, D) -> predictions (B, ..., N, P) for every patch, masked ones included."
-    dec = self.decoders[self.decoder_of[modality]]
-    x = dec.inp(encoded)                                                             # (B, ..., k or N, d)
-    n = masking.restore.shape[-1]
-    if self.cfg.drop_masked:                      # MAE: append mask tokens, then undo the shuffle
-        lead = x.shape[:-2]
-        filler = dec.mask_token.expand(*lead, n - x.shape[-2], x.shape[-1])
-        x = torch.cat([x, filler], -2).gather(-2, masking.restore[..., None].expand(*lead, n, x.shape[-1]))
-    x = x + positions                                                                # (B, ..., N, d)
-    shape = x.shape
-    y = dec.blocks(x.reshape(shape[0], -1, shape[-1]))
-    return self.heads[modality](y).reshape(*shape[:-1], -1)
+    restore = masking.restore if self.cfg.drop_masked else None   # SimMIM: the encoder saw every position already
+    y = self.decoders[self.decoder_of[modality]](encoded, positions, restore)            # (B, S, d)
+    return self.heads[modality](y).reshape(*masking.restore.shape, -1)
 
 @patch
 def _visible(self:VLSA, modality:str, tokens:torch.Tensor, masking:Masking) -> torch.Tensor:
@@ -219,8 +224,7 @@ def forward(self:VLSA, batch:dict, generator:torch.Generator|None=None) -> dict[
         pos = self.decoder_pos
         pred_v = self._decode_patches('video', h['video'].reshape(v_vis.shape), vm, pos.video())     # (B, T, N, P)
         pred_a = self._decode_patches('audio', h['audio'], am, pos.audio())                          # (B, N, P)
-        dec_t = self.decoders[self.decoder_of['text']]
-        t = dec_t.blocks(dec_t.inp(h['text']) + pos.text(ids.shape[1]), att)
+        t = self.decoders[self.decoder_of['text']](h['text'], pos.text(ids.shape[1]), keep=att)       # (B, L, d)
         terms['lpmm_video'] = masked_patch_mse(pred_v, patchify_video(video, cfg.video.patch_size), vm.mask, cfg.loss.norm_pix_loss)
         terms['lpmm_audio'] = masked_patch_mse(pred_a[has_audio], patchify_audio(spec, cfg.audio.patch_size)[has_audio],
                                                am.mask[has_audio], cfg.loss.norm_pix_loss)
