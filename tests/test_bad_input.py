@@ -88,6 +88,7 @@ def cases(root, manifest, m, bad, run, index):
         ('a missing initial checkpoint', stage('finetune', manifest, 'g', '--init', str(runs / 'nope')), ['runs/nope', 'no such checkpoint'], runs / 'g'),
         ('evaluate a split that does not exist', ['evaluate', str(run), '--split', 'nosuch'], ["no clips in split 'nosuch'"], None),
         ('evaluate a run that does not exist', ['evaluate', str(runs / 'nope')], ['runs/nope: no such run'], None),
+        ('evaluate with a model setting', ['evaluate', str(run), '--set', 'model.embed_dim=64'], ['--set model.embed_dim=64', 'changes only data.* and eval.*'], None),
         ('search a truncated index', ['search', str(root / 'truncated.safetensors'), 'a clink'], ['truncated.safetensors: not an index'], None),
         ('search a file that is not an index', ['search', str(root / 'hello.safetensors'), 'a clink'], ['hello.safetensors: not an index'], None),
         ('search a folder', ['search', str(root), 'a clink'], ['is a folder, not an index'], None),

@@ -23,7 +23,10 @@ class HubError(RuntimeError):
     "A model that cannot be found or fetched: says what was tried and what to do."
 
 def _local_files(path:Path) -> tuple[ModelConfig, Path]|None:
-    "(config, weights) from a save_pretrained folder or a training run folder, or None."
+    "(config, weights) from a save_pretrained folder, a training run folder or one of its checkpoints, or None."
+    run = path.parent.parent
+    if path.parent.name == 'checkpoints' and (run / CONFIG_NAME).exists() and (path / WEIGHTS_NAME).exists():
+        return load_config(run / CONFIG_NAME).model, path / WEIGHTS_NAME      # RUN/checkpoints/STEP
     if (path / CONFIG_NAME).exists() and (path / WEIGHTS_NAME).exists():
         try: d = json.loads((path / CONFIG_NAME).read_text())
         except json.JSONDecodeError as e: raise HubError(f'{path / CONFIG_NAME}: not valid JSON ({e.msg})') from None

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
@@ -440,11 +439,11 @@ def stage_command(stage:str, argv:list[str]) -> int:
             run_dir = root if (root / 'config.json').exists() else root.parent.parent   # RUN or RUN/checkpoints/STEP
             if not (run_dir / 'config.json').exists():
                 raise FileNotFoundError(f'{root}: not a run folder (no config.json), nor a checkpoint in one')
+            fixed = [o for o in args.overrides if not o.startswith(('data.', 'eval.'))]
+            if fixed: raise ConfigError(f'--set {fixed[0]}: evaluate scores the run as it was trained; it changes only data.* and eval.*')
             cfg = load_config(run_dir / 'config.json', args.overrides)
             manifest = cfg.data.manifest
-            ck = latest_checkpoint(root) if (root / 'checkpoints').exists() else root
-            if ck is None: raise FileNotFoundError(f'{root}: the run has no complete checkpoint')
-            model = VLSA(cfg); load_weights(ck, model)
+            model = VLSA.from_pretrained(root)    # the one run loader (its latest complete checkpoint, or the one named)
             records, cache, stats = stage_data(cfg, 'pretrain')
             table = evaluate_model(model, cfg, records, cache, stats, args.split or cfg.data.test_split)
             print(table.round(2).to_string())
