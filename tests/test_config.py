@@ -148,12 +148,12 @@ def test_a_file_without_a_preset_builds_on_the_commands_preset(tmp_path):
     import subprocess, sys
     from pathlib import Path
     from types import SimpleNamespace
-    from vlsa.train import _config
+    from vlsa.cli import stage_config
     f = tmp_path / 'f.yaml'
     f.write_text('pretrain: {steps: 7}\n')
     out = subprocess.run([str(Path(sys.executable).parent / 'vlsa'), 'config', 'tiny', '--file', str(f)],
                          capture_output=True, text=True, timeout=120)
     cfg = json.loads(out.stdout)
     assert (cfg['name'], cfg['model']['encoder']['width'], cfg['pretrain']['steps']) == ('tiny', 192, 7)
-    run = _config(SimpleNamespace(file=str(f), overrides=['pretrain.lr=0.002'], config='tiny'))   # vlsa pretrain's path
+    run = stage_config(SimpleNamespace(file=str(f), overrides=['pretrain.lr=0.002'], config='tiny'))   # vlsa pretrain's path
     assert (run.name, run.model.encoder.width, run.pretrain.steps, run.pretrain.lr) == ('tiny', 192, 7, 0.002)

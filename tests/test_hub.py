@@ -10,9 +10,10 @@ import torch
 
 from vlsa.config import get_config, override
 from vlsa.features import tokenize
-from vlsa.hub import check_card, push_command
+from vlsa.cli import embed_command, push_command, search_command
+from vlsa.hub import check_card
 from vlsa.model import VLSA
-from vlsa.search import embed_command, search_command, sound_inputs, video_inputs
+from vlsa.search import sound_inputs, video_inputs
 from vlsa.synth import generate
 from vlsa.train import pretrain
 

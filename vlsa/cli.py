@@ -4,26 +4,29 @@
 
 # %% ../nbs/90_cli.ipynb #24fc4741
 from __future__ import annotations
-import argparse, difflib, importlib, json, platform, sys
+import argparse, difflib, json, logging, os, platform, shutil, sys
+from pathlib import Path
 
 from . import __version__
 
 # %% auto #0
-__all__ = ['COMMANDS', 'DEBUG', 'config_command', 'info_command', 'fail', 'main']
+__all__ = ['COMMANDS', 'STAGE_HELP', 'DEBUG', 'config_command', 'info_command', 'synth_command', 'probe_command', 'stage_config',
+           'pretrain_command', 'finetune_command', 'evaluate_command', 'push_command', 'embed_command',
+           'search_command', 'report_command', 'fail', 'main']
 
 # %% ../nbs/90_cli.ipynb #feba1a24
 COMMANDS = {
-    'config': ('vlsa.cli:config_command', 'print a preset, with overrides, as JSON'),
-    'info':   ('vlsa.cli:info_command', 'versions of vlsa and its stack, and the devices torch can use'),
-    'synth':  ('vlsa.synth:synth_command', 'generate SyncBench, the embedded default data set'),
-    'probe':  ('vlsa.probe:probe_command', "a linear probe on the model's inputs: what can it see and hear at all?"),
-    'pretrain': ('vlsa.train:pretrain_command', 'pre-train with LPMM and GAM (torchrun: python -m vlsa.train pretrain)'),
-    'finetune': ('vlsa.train:finetune_command', 'fine-tune a pre-trained run on captioned clips'),
-    'evaluate': ('vlsa.train:evaluate_command', 'score a run or checkpoint: retrieval in every direction'),
-    'push':     ('vlsa.hub:push_command', 'publish a run to the Hugging Face Hub (or --dry-run)'),
-    'embed':    ('vlsa.search:embed_command', 'embed videos, sounds and sentences into an index'),
-    'search':   ('vlsa.search:search_command', 'search an index with a sentence, a sound or a video'),
-    'report':   ('vlsa.report:report_command', 'where make reproduce left everything, and what its tables say'),
+    'config': ('config_command', 'print a preset, with overrides, as JSON'),
+    'info':   ('info_command', 'versions of vlsa and its stack, and the devices torch can use'),
+    'synth':  ('synth_command', 'generate SyncBench, the embedded default data set'),
+    'probe':  ('probe_command', "a linear probe on the model's inputs: what can it see and hear at all?"),
+    'pretrain': ('pretrain_command', 'pre-train with LPMM and GAM (on many processes: torchrun -m vlsa.cli pretrain)'),
+    'finetune': ('finetune_command', 'fine-tune a pre-trained run on captioned clips'),
+    'evaluate': ('evaluate_command', 'score a run or checkpoint: retrieval in every direction'),
+    'push':     ('push_command', 'publish a run to the Hugging Face Hub (or --dry-run)'),
+    'embed':    ('embed_command', 'embed videos, sounds and sentences into an index'),
+    'search':   ('search_command', 'search an index with a sentence, a sound or a video'),
+    'report':   ('report_command', 'where make reproduce left everything, and what its tables say'),
 }
 
 # %% ../nbs/90_cli.ipynb #256202f3
@@ -56,6 +59,260 @@ def info_command(argv:list[str]) -> int:
     print(f"devices: cpu ({torch.get_num_threads()} threads)" + ''.join(f', cuda:{i} {n}' for i, n in enumerate(cuda)))
     return 0
 
+# %% ../nbs/90_cli.ipynb #7d3c2787
+def synth_command(argv:list[str]) -> int:
+    "`vlsa synth`: generate SyncBench."
+    from vlsa.synth import PROFILES, SPLITS, VERSION, generate
+    p = argparse.ArgumentParser(prog='vlsa synth', description='Generate SyncBench, the embedded default data set '
+                                '(real mp4 clips with synchronized sounds and a spoken narration).')
+    p.add_argument('--profile', default='smoke', choices=list(PROFILES), help='clips per split (default: smoke)')
+    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE, or PROFILE-unlinked)')
+    p.add_argument('--seed', type=int, default=0, help='data set seed (default: 0)')
+    p.add_argument('--size', type=int, default=112, help='frame side in pixels (default: 112)')
+    p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='processes (default: all cores)')
+    p.add_argument('--desync', action='store_true', help='also write test clips with the audio shifted by 0.5-1.5 s')
+    p.add_argument('--unlinked', action='store_true', help="the control: every object's sound and pitch drawn "
+                   'independently of what it looks like (default: by its material and size, one object in five excepted)')
+    p.add_argument('--overwrite', action='store_true', help='replace a data set already in --out (its clips and manifests)')
+    for split in SPLITS: p.add_argument(f'--{split}', type=int, help=f'number of {split} clips (overrides the profile)')
+    args = p.parse_args(argv)
+    for split in SPLITS:
+        if (getattr(args, split) or 0) < 0: p.error(f'--{split} must be 0 or more, got {getattr(args, split)}')
+    if args.size < 32 or args.size % 2: p.error(f'--size must be an even number of pixels, 32 or more (H.264 4:2:0), got {args.size}')
+    counts = dict(PROFILES[args.profile])
+    counts.update({s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None})
+    out = Path(args.out or f"data/syncbench/{args.profile}{'-unlinked' if args.unlinked else ''}")
+    if (out / 'manifest.jsonl').exists():
+        if not args.overwrite: p.error(f'{out} already holds a data set (manifest.jsonl): pass --overwrite to replace it, or another --out')
+        for old in ('clips', 'desync'): shutil.rmtree(out / old, ignore_errors=True)   # no clip of the old set stays behind
+        for old in ('manifest.jsonl', 'desync.jsonl', 'syncbench.json'): (out / old).unlink(missing_ok=True)
+    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
+    info = json.loads((out / 'syncbench.json').read_text())
+    print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #b83b87a8
+def probe_command(argv:list[str]) -> int:
+    "`vlsa probe`: the input probe on a manifest, with a preset's inputs."
+    from vlsa.config import get_config, override
+    from vlsa.probe import probe_inputs, probe_table
+    p = argparse.ArgumentParser(prog='vlsa probe', description="Fit a linear probe on the model's input tokens "
+                                '(one-object clips) and print, per attribute, how often it is right on another split.')
+    p.add_argument('--config', default='tiny', help='preset whose frames, frame size and spectrogram to probe (default: tiny)')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a setting (repeatable)')
+    p.add_argument('--fit', default='pretrain', help='split to fit on (default: pretrain)')
+    p.add_argument('--test', default='val', help='split to score on (default: val)')
+    p.add_argument('--limit', type=int, help='at most this many clips per split')
+    p.add_argument('--steps', type=int, default=300, help='optimizer steps per probe (default: 300)')
+    p.add_argument('--pairs', action='store_true', help='also fit two linear towers with InfoNCE on the audio-video '
+                   'pairs and print the held-out loss against ln(64): can the pairing be learned from the inputs?')
+    p.add_argument('--json', help='also write the result to this file')
+    args = p.parse_args(argv)
+    cfg = override(get_config(args.config), args.set)
+    result = probe_inputs(cfg, args.fit, args.test, args.limit, args.steps, args.pairs)
+    print(probe_table(result))
+    if args.pairs:
+        pairs = result['audio_video_pairs']
+        print(f"audio-video pairs, linear towers: InfoNCE {pairs['train']} on {args.fit}, {pairs['test']} on "
+              f"{args.test}, chance ln 64 = {pairs['chance']}")
+    if args.json: Path(args.json).write_text(json.dumps(result, indent=2) + '\n')
+    return 0
+
+# %% ../nbs/90_cli.ipynb #bf308282
+STAGE_HELP = {
+    'pretrain': "Pre-train VLSA with LPMM and GAM on the manifest's pretrain split (transcripts as text).",
+    'finetune': 'Fine-tune a pre-trained run contrastively (text-video, text-audio) on the captioned train split.',
+    'evaluate': 'Score a checkpoint on a split: retrieval in every direction.'}
+
+def _stage_parser(stage:str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f'vlsa {stage}', description=STAGE_HELP[stage])
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override a setting (repeatable)')
+    if stage == 'evaluate':
+        p.add_argument('run', help='a run folder or a checkpoint folder')
+        p.add_argument('--split', default=None, help='split to score (default: data.test_split)')
+        p.add_argument('--out', help='also write the table to this CSV file')
+        return p
+    p.add_argument('--config', default='tiny', help='preset to start from (default: tiny)')
+    p.add_argument('--file', help='JSON or YAML overrides (may name its own preset)')
+    p.add_argument('--name', help='run name (default: PRESET-STAGE-sSEED)')
+    p.add_argument('--out', default='results/runs', help='parent folder of runs (default: results/runs)')
+    p.add_argument('--resume', action='store_true', help="continue the run from its latest checkpoint, with its own "
+                   "settings (its config.json; a --set that changes one is refused)")
+    p.add_argument('--overwrite', action='store_true', help='start the run again from step 0, deleting what its folder holds')
+    p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) after this many steps, as an interruption would')
+    if stage == 'finetune': p.add_argument('--init', help='the pre-training run (or checkpoint) to start from (default: from scratch)')
+    return p
+
+def stage_config(args):
+    "The configuration `vlsa pretrain|finetune` runs with: `--config`'s preset, under `--file`, under `--set`."
+    from vlsa.config import get_config, load_config, override
+    return load_config(args.file, args.overrides, args.config) if args.file else override(get_config(args.config), args.overrides)
+
+# %% ../nbs/90_cli.ipynb #26f62fb6
+def _train(stage:str, argv:list[str]) -> int:
+    "`vlsa pretrain|finetune ...`"
+    import torch
+    from vlsa.checkpoint import latest_checkpoint
+    from vlsa.config import ConfigError, load_config, override
+    from vlsa.data import DataError
+    from vlsa.train import config_changes, run, run_path
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    args, manifest = _stage_parser(stage).parse_args(argv), None   # the manifest is named in data errors, once known
+    try:
+        cfg = stage_config(args)
+        manifest = cfg.data.manifest
+        saved = run_path(cfg, stage, args.name, args.out) / 'config.json'
+        if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
+            cfg = load_config(saved)
+            changed = config_changes(cfg, override(cfg, args.overrides))
+            if changed: raise ConfigError(f'{saved.parent}: --resume with a --set that changes its settings ({"; ".join(changed)})')
+        run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after,
+                      overwrite=args.overwrite)
+    except (ConfigError, FileNotFoundError, ValueError) as e: return fail(stage, e)
+    except DataError as e: return fail(stage, e, f'{manifest}: {e}' if manifest else None)
+    finally:   # under torchrun: every process leaves the group it joined
+        if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    print(f'run: {run_dir}')
+    if not (run_dir / 'summary.json').exists() and (ck := latest_checkpoint(run_dir)) is not None:
+        tc = getattr(cfg, stage)
+        step = int(ck.name.removeprefix('step-')) if ck.name.startswith('step-') else '?'
+        print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
+              f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
+    return 0
+
+def pretrain_command(argv:list[str]) -> int: return _train('pretrain', argv)
+def finetune_command(argv:list[str]) -> int: return _train('finetune', argv)
+
+def evaluate_command(argv:list[str]) -> int:
+    "`vlsa evaluate RUN [--split S] [--out table.csv] [--set data.*=...]`"
+    from vlsa.config import ConfigError
+    from vlsa.data import DataError
+    from vlsa.train import evaluate_run
+    args = _stage_parser('evaluate').parse_args(argv)
+    try: table = evaluate_run(args.run, args.overrides, args.split)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as e: return fail('evaluate', e)
+    print(table.round(2).to_string())
+    if args.out: table.to_csv(args.out)
+    return 0
+
+# %% ../nbs/90_cli.ipynb #84328872
+def push_command(argv:list[str], api=None) -> int:
+    "`vlsa push RUN --repo user/name [--private] [--dry-run]`"
+    p = argparse.ArgumentParser(prog='vlsa push', description='Publish a training run to the Hugging Face Hub: '
+                                'config.json, model.safetensors and a generated model card.')
+    p.add_argument('run', help='the run folder (results/runs/NAME)')
+    p.add_argument('--repo', required=True, help='Hub repository id, user/name')
+    p.add_argument('--private', action='store_true', help='create the repository private')
+    p.add_argument('--dry-run', action='store_true', help='write and check the folder that would be uploaded, upload nothing')
+    p.add_argument('--out', help='where to write that folder (default: RUN/hub)')
+    args = p.parse_args(argv)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from vlsa.hub import export_run, push_folder
+    from vlsa.pretrained import HubError
+    try:   # a bad id is refused before anything is written, dry run or not
+        if args.repo.count('/') != 1: raise HFValidationError('it must be user/name')
+        validate_repo_id(args.repo)
+    except HFValidationError as e:
+        return fail('push', e, f"--repo {args.repo!r} is not a Hub repository id: {str(e).splitlines()[0]}")
+    if not (Path(args.run) / 'summary.json').exists():
+        print(f'vlsa push: warning: {args.run} has not finished (no summary.json): its latest checkpoint is exported',
+              file=sys.stderr)
+    try:
+        folder = export_run(args.run, args.out, args.repo)
+    except (HubError, FileNotFoundError, KeyError, ValueError) as e:   # ValueError: a damaged checkpoint, a bad config
+        return fail('push', e)
+    print(f'{folder}: ' + ', '.join(sorted(f.name for f in folder.iterdir())))
+    if args.dry_run:
+        print('dry run: nothing uploaded'); return 0
+    try:
+        url = push_folder(folder, args.repo, args.private, api)
+    except Exception as e:   # the local checkpoint is only read: a failed upload leaves it untouched
+        print(f'vlsa push: the upload to {args.repo} failed ({type(e).__name__}: {e}); the local files are unchanged',
+              file=sys.stderr)
+        return 1
+    print(f'uploaded to {url}')
+    return 0
+
+# %% ../nbs/90_cli.ipynb #ae8b1453
+def embed_command(argv:list[str]) -> int:
+    "`vlsa embed CHECKPOINT FILES_OR_DIRS... --out index.safetensors`"
+    p = argparse.ArgumentParser(prog='vlsa embed', description='Embed videos, sounds and sentences (.txt, one per line) '
+                                'or a manifest (.jsonl) into a searchable index.')
+    p.add_argument('checkpoint', help='a run folder, a save_pretrained folder or a Hub id')
+    p.add_argument('inputs', nargs='+', help='files or folders (searched recursively)')
+    p.add_argument('--out', default='index.safetensors', help='index file to write (default: index.safetensors)')
+    p.add_argument('--split', help="only this split of a manifest (e.g. 'test')")
+    args = p.parse_args(argv)
+    if not Path(args.out).resolve().parent.is_dir(): p.error(f'--out {args.out}: the folder {Path(args.out).parent} does not exist')
+    from vlsa.model import VLSA
+    from vlsa.pretrained import HubError
+    from vlsa.search import build_index, save_index
+    try:
+        index = build_index(VLSA.from_pretrained(args.checkpoint), args.inputs, args.checkpoint, args.split)
+    except (HubError, ValueError, FileNotFoundError) as e: return fail('embed', e)
+    m = index['meta']
+    if not m['names'] and not m['texts']:   # an empty index would only overwrite a good one
+        why = '; '.join(r if str(f) in r else f'{f}: {r}' for f, r in m['skipped']) or 'no file or sentence in the inputs'
+        print(f'vlsa embed: nothing to embed, {args.out} not written ({why})', file=sys.stderr); return 2
+    save_index(index, args.out)
+    t = index['tensors']
+    print(f"{args.out}: {len(m['names'])} files ({int(t['has_video'].sum())} with video, {int(t['has_audio'].sum())} "
+          f"with audio), {len(m['texts'])} sentences; {len(m['skipped'])} skipped")
+    for path, why in m['skipped']: print(f'  skipped {path}: {why}')
+    return 0
+
+# %% ../nbs/90_cli.ipynb #6c6222dc
+def search_command(argv:list[str]) -> int:
+    "`vlsa search INDEX \"a bell rings twice\"` (or --audio FILE, or --video FILE)"
+    p = argparse.ArgumentParser(prog='vlsa search', description='Find the files (and sentences) nearest to a query.')
+    p.add_argument('index', help='an index written by vlsa embed')
+    p.add_argument('text', nargs='?', help='a sentence to search with')
+    p.add_argument('--audio', help='a sound file to search with'); p.add_argument('--video', help='a video file to search with')
+    p.add_argument('-k', type=int, default=5, help='how many results (default: 5)')
+    p.add_argument('--checkpoint', help='the model to embed the query with (default: the one that made the index)')
+    p.add_argument('--check', action='store_true', help="search with each of the index's captions: how often is "
+                   "its own file in the top k?")
+    args = p.parse_args(argv)
+    if args.k < 1: p.error(f'-k must be 1 or more, got {args.k}')
+    from vlsa.media import MediaError
+    from vlsa.model import VLSA
+    from vlsa.pretrained import HubError
+    from vlsa.search import load_index, search, sentence_hits
+    try:
+        index = load_index(args.index)
+        if args.check:
+            hits = sentence_hits(index, args.k)
+            if not len(hits): raise ValueError(f'{args.index} holds no sentence that belongs to a file')
+            print(f'{args.index}: the described file is in the top {args.k} of {len(index["meta"]["names"])} for '
+                  f'{int(hits.sum())} of {len(hits)} sentences ({100 * hits.float().mean():.1f} %)')
+            return 0
+        model = VLSA.from_pretrained(args.checkpoint or index['meta']['checkpoint'])
+        hits = search(model, index, args.text, args.audio, args.video, args.k)
+    except (HubError, ValueError, FileNotFoundError, MediaError) as e: return fail('search', e)
+    for rank, (score, name) in enumerate(hits, 1): print(f'{rank:2}. {score:+.3f}  {name}')
+    return 0
+
+# %% ../nbs/90_cli.ipynb #516d2fd1
+def report_command(argv:list[str]) -> int:
+    "`vlsa report --file configs/cpu.yaml [--readme results/README.md]`"
+    p = argparse.ArgumentParser(prog='vlsa report', description='Where a reproduction left everything, how long it took, '
+                                'and what its tables say (the end of `make reproduce`).')
+    p.add_argument('--file', default='configs/cpu.yaml', help='the profile (default: configs/cpu.yaml)')
+    p.add_argument('--readme', help='also write the results README here')
+    p.add_argument('--quiet', action='store_true', help='print nothing (with --readme)')
+    p.add_argument('--make-vars', action='store_true', help="print the variants and table notebooks as Makefile "
+                   "assignments (the Makefile reads them) and exit")
+    args = p.parse_args(argv)
+    from vlsa.report import load_profile, make_vars, readme, where
+    if args.make_vars:
+        print(make_vars(), end=''); return 0
+    try:
+        P = load_profile(args.file)
+        if args.readme: Path(args.readme).write_text(readme(P, args.file))
+        if not args.quiet: print(where(P, args.file))
+        return 0
+    except (FileNotFoundError, ValueError) as e: return fail('report', e)
+
 # %% ../nbs/90_cli.ipynb #a30066bb
 DEBUG = False   # `vlsa --debug COMMAND`: tracebacks instead of one-line errors
 
@@ -77,14 +334,14 @@ def _typed_errors() -> tuple[type, ...]:
 # %% ../nbs/90_cli.ipynb #e8657297
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f'usage: vlsa [-h] [--version] [--debug] COMMAND [ARGS ...]', '',
+    lines = ['usage: vlsa [-h] [--version] [--debug] COMMAND [ARGS ...]', '',
              'VLSA: video-language pre-training with synchronized audio (arXiv 2405.07202).', '', 'commands:']
     lines += [f'  {name:{width}}  {help}' for name, (_, help) in COMMANDS.items()]
     lines += ['', "Run 'vlsa COMMAND --help' for a command's options; 'vlsa --debug COMMAND ...' shows tracebacks."]
     return '\n'.join(lines)
 
 def main(argv:list[str]|None=None) -> int:
-    "The `vlsa` console script: dispatch to a subcommand, importing only its module."
+    "The `vlsa` console script (and `python -m vlsa.cli`, which torchrun runs on every process): dispatch to a subcommand."
     global DEBUG
     argv = sys.argv[1:] if argv is None else list(argv)
     DEBUG = bool(argv) and argv[0] == '--debug'
@@ -99,8 +356,13 @@ def main(argv:list[str]|None=None) -> int:
         print(f"vlsa: unknown command {name!r}" + (f"; did you mean {close[0]!r}?" if close else '') +
               "\nRun 'vlsa --help' for the list.", file=sys.stderr)
         return 2
-    module, fn = COMMANDS[name][0].split(':')
-    try: return getattr(importlib.import_module(module), fn)(rest) or 0
+    try: return globals()[COMMANDS[name][0]](rest) or 0
     except Exception as e:   # the net under every command: its own error types become one line
         if DEBUG or not isinstance(e, _typed_errors()): raise
         return fail(name, e)
+
+def _is_script() -> bool:
+    import builtins
+    return not hasattr(builtins, '__IPYTHON__')   # not inside a notebook kernel or nbdev_test
+
+if __name__ == '__main__' and _is_script(): sys.exit(main())

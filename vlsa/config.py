@@ -5,7 +5,7 @@
 # %% ../nbs/00_config.ipynb #7eec85a9
 from __future__ import annotations
 import difflib, json, os, random, types, typing
-from dataclasses import dataclass, field, fields, asdict, is_dataclass, replace
+from dataclasses import dataclass, field, fields, asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,6 @@
 
 # %% ../nbs/10_embedders.ipynb #7f162fb0
 from __future__ import annotations
-import math
 
 import torch
 from torch import nn

@@ -123,8 +123,8 @@ def evaluate_run(run_dir, split:str|None=None) -> pd.DataFrame:
     "The retrieval table (every direction) of a run's final weights on `split` (default: the test split)."
     from vlsa.train import evaluate_model, stage_data
     cfg, model = load_run(run_dir)
-    records, cache, stats = stage_data(cfg, 'finetune')
-    return evaluate_model(model, cfg, records, cache, stats, split or cfg.data.test_split)
+    cfg, records, cache = stage_data(cfg, 'finetune')
+    return evaluate_model(model, cfg, records, cache, split or cfg.data.test_split)
 
 def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=True) -> Path:
     "Train one stage of a variant (from the variant's pre-training, or from scratch for 'neither'), then score it on test."
@@ -177,11 +177,11 @@ def embedding_spread(P:Profile, variant:str|None, seed:int=0, modality:str='vide
     from vlsa.train import eval_loader, stage_data
     if variant is None: cfg = P.config('neither', seed); seed_everything(seed); model = VLSA(cfg)
     else: cfg, model = load_run(P.run_dir(variant, seed, 'pretrain'))
-    records, cache, stats = stage_data(cfg, 'finetune')
+    cfg, records, cache = stage_data(cfg, 'finetune')
     encode = getattr(model.eval(), f'encode_{modality}')
     with torch.no_grad():
         emb = []
-        for batch in eval_loader(cfg, records, cache, stats, cfg.data.test_split):
+        for batch in eval_loader(cfg, records, cache, cfg.data.test_split):
             emb.append(encode(batch[modality]))
             if sum(map(len, emb)) >= n: break
         e = torch.cat(emb)[:n]

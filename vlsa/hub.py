@@ -4,15 +4,14 @@
 
 # %% ../nbs/40_hub.ipynb #c7d13f52
 from __future__ import annotations
-import argparse, json, sys
+import json
 from pathlib import Path
 
-from .cli import fail
 from .model import VLSA
 from .pretrained import CONFIG_NAME, HubError
 
 # %% auto #0
-__all__ = ['REPO_URL', 'CITATION', 'CARD', 'model_card', 'check_card', 'export_run', 'push_folder', 'push_command']
+__all__ = ['REPO_URL', 'CITATION', 'CARD', 'model_card', 'check_card', 'export_run', 'push_folder']
 
 # %% ../nbs/40_hub.ipynb #cb8ad2cf
 REPO_URL = 'https://github.com/vlsa-project/vlsa'
@@ -124,39 +123,3 @@ def push_folder(folder, repo_id:str, private:bool=False, api=None) -> str:
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message='Upload VLSA trained with vlsa')
     return getattr(info, 'commit_url', None) or f'https://huggingface.co/{repo_id}'
-
-def push_command(argv:list[str], api=None) -> int:
-    "`vlsa push RUN --repo user/name [--private] [--dry-run]`"
-    p = argparse.ArgumentParser(prog='vlsa push', description='Publish a training run to the Hugging Face Hub: '
-                                'config.json, model.safetensors and a generated model card.')
-    p.add_argument('run', help='the run folder (results/runs/NAME)')
-    p.add_argument('--repo', required=True, help='Hub repository id, user/name')
-    p.add_argument('--private', action='store_true', help='create the repository private')
-    p.add_argument('--dry-run', action='store_true', help='write and check the folder that would be uploaded, upload nothing')
-    p.add_argument('--out', help='where to write that folder (default: RUN/hub)')
-    args = p.parse_args(argv)
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-    try:   # a bad id is refused before anything is written, dry run or not
-        if args.repo.count('/') != 1: raise HFValidationError('it must be user/name')
-        validate_repo_id(args.repo)
-    except HFValidationError as e:
-        return fail('push', e, f"--repo {args.repo!r} is not a Hub repository id: {str(e).splitlines()[0]}")
-    if not (Path(args.run) / 'summary.json').exists():
-        print(f'vlsa push: warning: {args.run} has not finished (no summary.json): its latest checkpoint is exported',
-              file=sys.stderr)
-    try:
-        folder = export_run(args.run, args.out, args.repo)
-    except (HubError, FileNotFoundError, KeyError, ValueError) as e:   # ValueError: a damaged checkpoint, a bad config
-        return fail('push', e)
-    files = sorted(f.name for f in folder.iterdir())
-    print(f'{folder}: ' + ', '.join(files))
-    if args.dry_run:
-        print('dry run: nothing uploaded'); return 0
-    try:
-        url = push_folder(folder, args.repo, args.private, api)
-    except Exception as e:   # the local checkpoint is only read: a failed upload leaves it untouched
-        print(f'vlsa push: the upload to {args.repo} failed ({type(e).__name__}: {e}); the local files are unchanged',
-              file=sys.stderr)
-        return 1
-    print(f'uploaded to {url}')
-    return 0

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import logging, os, re, sys, tempfile, threading
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 

@@ -4,20 +4,19 @@
 
 # %% ../nbs/06_probe.ipynb #814283bb
 from __future__ import annotations
-import argparse, json, math, os, sys
-from pathlib import Path
+import math, os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, get_config, override
+from .config import Config
 from .embedders import patchify_audio, patchify_video
 
 # %% auto #0
 __all__ = ['VIDEO_ATTRIBUTES', 'AUDIO_ATTRIBUTES', 'TokenProbe', 'fit_probe', 'fit_pair_probe', 'label', 'model_inputs',
-           'probe_inputs', 'probe_table', 'probe_command']
+           'probe_inputs', 'probe_table']
 
 # %% ../nbs/06_probe.ipynb #87a9f502
 class TokenProbe(nn.Module):
@@ -117,28 +116,3 @@ def probe_table(result:dict) -> str:
     lines = ['| attribute | video tokens | audio tokens | chance (commonest) |', '| --- | --- | --- | --- |']
     return '\n'.join(lines + [f"| {a} | {cell(r, 'video')} | {cell(r, 'audio')} | {cell(r, 'chance')} |" for a, r in result.items()
                               if a != 'audio_video_pairs'])
-
-# %% ../nbs/06_probe.ipynb #b76bfb47
-def probe_command(argv:list[str]) -> int:
-    "`vlsa probe`: the input probe on a manifest, with a preset's inputs."
-    p = argparse.ArgumentParser(prog='vlsa probe', description="Fit a linear probe on the model's input tokens "
-                                '(one-object clips) and print, per attribute, how often it is right on another split.')
-    p.add_argument('--config', default='tiny', help='preset whose frames, frame size and spectrogram to probe (default: tiny)')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a setting (repeatable)')
-    p.add_argument('--fit', default='pretrain', help='split to fit on (default: pretrain)')
-    p.add_argument('--test', default='val', help='split to score on (default: val)')
-    p.add_argument('--limit', type=int, help='at most this many clips per split')
-    p.add_argument('--steps', type=int, default=300, help='optimizer steps per probe (default: 300)')
-    p.add_argument('--pairs', action='store_true', help='also fit two linear towers with InfoNCE on the audio-video '
-                   'pairs and print the held-out loss against ln(64): can the pairing be learned from the inputs?')
-    p.add_argument('--json', help='also write the result to this file')
-    args = p.parse_args(argv)
-    cfg = override(get_config(args.config), args.set)
-    result = probe_inputs(cfg, args.fit, args.test, args.limit, args.steps, args.pairs)
-    print(probe_table(result))
-    if args.pairs:
-        pairs = result['audio_video_pairs']
-        print(f"audio-video pairs, linear towers: InfoNCE {pairs['train']} on {args.fit}, {pairs['test']} on "
-              f"{args.test}, chance ln 64 = {pairs['chance']}")
-    if args.json: Path(args.json).write_text(json.dumps(result, indent=2) + '\n')
-    return 0

@@ -4,16 +4,15 @@
 
 # %% ../nbs/52_report.ipynb #38923868
 from __future__ import annotations
-import argparse, datetime, json, subprocess
+import datetime, json, subprocess
 from pathlib import Path
 
-from .cli import fail
 from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, fmt, ordering
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'make_vars', 'load_profile', 'stage_times', 'reading', 'control_and_search', 'diagnosis',
-           'summary_table', 'readme', 'report_command']
+           'summary_table', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -174,31 +173,13 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         'retrieval ranking against the full-matrix argsort; training steps with MAE-style token dropping against a dense '
         'encoder). Each file records the machine, the commit and the date it was measured on.', ''])
 
-def report_command(argv:list[str]) -> int:
-    "`vlsa report --file configs/cpu.yaml [--readme results/README.md]`"
-    p = argparse.ArgumentParser(prog='vlsa report', description='Where a reproduction left everything, how long it took, '
-                                'and what its tables say (the end of `make reproduce`).')
-    p.add_argument('--file', default='configs/cpu.yaml', help='the profile (default: configs/cpu.yaml)')
-    p.add_argument('--readme', help='also write the results README here')
-    p.add_argument('--quiet', action='store_true', help='print nothing (with --readme)')
-    p.add_argument('--make-vars', action='store_true', help="print the variants and table notebooks as Makefile "
-                   "assignments (the Makefile reads them) and exit")
-    args = p.parse_args(argv)
-    if args.make_vars:
-        print(make_vars(), end=''); return 0
-    try:
-        P = load_profile(args.file)
-        if args.readme: Path(args.readme).write_text(readme(P, args.file))
-        if args.quiet: return 0
-        res = Path(P.results)
-        print(f'\nreproduction of profile {P.name!r} ({args.file})')
-        print(f'  data       {P.manifest}')
-        print(f'  runs       {P.runs}/<variant>-s<seed>[-ft]/  (eval-test.json, log.jsonl, checkpoints/)')
-        for sub in ('tables', 'figures', 'executed'):
-            files = sorted(f.name for f in (res / sub).glob('*') if f.suffix in ('.md', '.png', '.ipynb'))
-            print(f'  {sub:<10} {res / sub}/: {", ".join(files) or "(none)"}')
-        print(f'  summary    {res / "README.md"}\n')
-        print(summary_table(P))
-        for s in reading(P)[1:]: print(f'- {s}')
-        return 0
-    except (FileNotFoundError, ValueError) as e: return fail('report', e)
+def where(P:Profile, config_file:str) -> str:
+    "What `vlsa report` prints: where a reproduction left its data, runs and results, and what its tables say."
+    res = Path(P.results)
+    lines = [f'\nreproduction of profile {P.name!r} ({config_file})', f'  data       {P.manifest}',
+             f'  runs       {P.runs}/<variant>-s<seed>[-ft]/  (eval-test.json, log.jsonl, checkpoints/)']
+    for sub in ('tables', 'figures', 'executed'):
+        files = sorted(f.name for f in (res / sub).glob('*') if f.suffix in ('.md', '.png', '.ipynb'))
+        lines.append(f'  {sub:<10} {res / sub}/: {", ".join(files) or "(none)"}')
+    lines += [f'  summary    {res / "README.md"}\n', summary_table(P)] + [f'- {s}' for s in reading(P)[1:]]
+    return '\n'.join(lines)

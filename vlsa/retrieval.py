@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_retrieval.ipynb #c84ee471
 from __future__ import annotations
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

@@ -4,14 +4,13 @@
 
 # %% ../nbs/41_search.ipynb #5c3ad50a
 from __future__ import annotations
-import argparse, json, logging, sys
+import json, logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .cli import fail
 from .config import ModelConfig
 from .data import decode_window
 from .features import normalize_spectrogram, tokenize, video_transform, window_spectrogram
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'VIDEO_EXT', 'AUDIO_EXT', 'video_inputs', 'sound_inputs', 'collect', 'build_index', 'save_index', 'load_index',
-           'item_scores', 'search', 'sentence_hits', 'embed_command', 'search_command']
+           'item_scores', 'search', 'sentence_hits']
 
 # %% ../nbs/41_search.ipynb #0c363e7e
 VIDEO_EXT = {'.mp4', '.mkv', '.webm', '.mov', '.avi', '.flv', '.wmv', '.ogv', '.m4v'}
@@ -161,57 +160,3 @@ def sentence_hits(index:dict, k:int=5) -> torch.Tensor:
         mine = scores.gather(1, own[rows, None])                       # (chunk, 1)
         hits[s:s + 256] = (scores > mine).sum(1) < k                    # fewer than k files score higher
     return hits
-
-# %% ../nbs/41_search.ipynb #9abf0849
-def embed_command(argv:list[str]) -> int:
-    "`vlsa embed CHECKPOINT FILES_OR_DIRS... --out index.safetensors`"
-    p = argparse.ArgumentParser(prog='vlsa embed', description='Embed videos, sounds and sentences (.txt, one per line) '
-                                'or a manifest (.jsonl) into a searchable index.')
-    p.add_argument('checkpoint', help='a run folder, a save_pretrained folder or a Hub id')
-    p.add_argument('inputs', nargs='+', help='files or folders (searched recursively)')
-    p.add_argument('--out', default='index.safetensors', help='index file to write (default: index.safetensors)')
-    p.add_argument('--split', help="only this split of a manifest (e.g. 'test')")
-    args = p.parse_args(argv)
-    if not Path(args.out).resolve().parent.is_dir(): p.error(f'--out {args.out}: the folder {Path(args.out).parent} does not exist')
-    from vlsa.pretrained import HubError
-    try:
-        model = VLSA.from_pretrained(args.checkpoint)
-        index = build_index(model, args.inputs, args.checkpoint, args.split)
-    except (HubError, ValueError, FileNotFoundError) as e: return fail('embed', e)
-    m = index['meta']
-    if not m['names'] and not m['texts']:   # an empty index would only overwrite a good one
-        why = '; '.join(r if str(f) in r else f'{f}: {r}' for f, r in m['skipped']) or 'no file or sentence in the inputs'
-        print(f'vlsa embed: nothing to embed, {args.out} not written ({why})', file=sys.stderr); return 2
-    save_index(index, args.out)
-    t = index['tensors']
-    print(f"{args.out}: {len(m['names'])} files ({int(t['has_video'].sum())} with video, {int(t['has_audio'].sum())} "
-          f"with audio), {len(m['texts'])} sentences; {len(m['skipped'])} skipped")
-    for path, why in m['skipped']: print(f'  skipped {path}: {why}')
-    return 0
-
-def search_command(argv:list[str]) -> int:
-    "`vlsa search INDEX \"a bell rings twice\"` (or --audio FILE, or --video FILE)"
-    p = argparse.ArgumentParser(prog='vlsa search', description='Find the files (and sentences) nearest to a query.')
-    p.add_argument('index', help='an index written by vlsa embed')
-    p.add_argument('text', nargs='?', help='a sentence to search with')
-    p.add_argument('--audio', help='a sound file to search with'); p.add_argument('--video', help='a video file to search with')
-    p.add_argument('-k', type=int, default=5, help='how many results (default: 5)')
-    p.add_argument('--checkpoint', help='the model to embed the query with (default: the one that made the index)')
-    p.add_argument('--check', action='store_true', help="search with each of the index's captions: how often is "
-                   "its own file in the top k?")
-    args = p.parse_args(argv)
-    if args.k < 1: p.error(f'-k must be 1 or more, got {args.k}')
-    from vlsa.pretrained import HubError
-    try:
-        index = load_index(args.index)
-        if args.check:
-            hits = sentence_hits(index, args.k)
-            if not len(hits): raise ValueError(f'{args.index} holds no sentence that belongs to a file')
-            print(f'{args.index}: the described file is in the top {args.k} of {len(index["meta"]["names"])} for '
-                  f'{int(hits.sum())} of {len(hits)} sentences ({100 * hits.float().mean():.1f} %)')
-            return 0
-        model = VLSA.from_pretrained(args.checkpoint or index['meta']['checkpoint'])
-        hits = search(model, index, args.text, args.audio, args.video, args.k)
-    except (HubError, ValueError, FileNotFoundError, MediaError) as e: return fail('search', e)
-    for rank, (score, name) in enumerate(hits, 1): print(f'{rank:2}. {score:+.3f}  {name}')
-    return 0

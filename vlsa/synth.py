@@ -4,8 +4,8 @@
 
 # %% ../nbs/04_synth.ipynb #8833232e
 from __future__ import annotations
-import argparse, functools, json, os, re, shutil, sys, time
-from dataclasses import asdict, dataclass, field, replace
+import functools, json, os, re, time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 
            'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling',
            'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames',
            'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
-           'generate', 'synth_command']
+           'generate']
 
 # %% ../nbs/04_synth.ipynb #0893f108
 VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
@@ -507,34 +507,3 @@ def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:i
             'seconds': round(time.time() - t0, 1), 'megabytes': round(size_bytes / 2**20, 1)}
     (out / 'syncbench.json').write_text(json.dumps(info, indent=2) + '\n')
     return out / 'manifest.jsonl'
-
-# %% ../nbs/04_synth.ipynb #af241bb5
-def synth_command(argv:list[str]) -> int:
-    "`vlsa synth`: generate SyncBench."
-    p = argparse.ArgumentParser(prog='vlsa synth', description='Generate SyncBench, the embedded default data set '
-                                '(real mp4 clips with synchronized sounds and a spoken narration).')
-    p.add_argument('--profile', default='smoke', choices=list(PROFILES), help='clips per split (default: smoke)')
-    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE, or PROFILE-unlinked)')
-    p.add_argument('--seed', type=int, default=0, help='data set seed (default: 0)')
-    p.add_argument('--size', type=int, default=112, help='frame side in pixels (default: 112)')
-    p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='processes (default: all cores)')
-    p.add_argument('--desync', action='store_true', help='also write test clips with the audio shifted by 0.5-1.5 s')
-    p.add_argument('--unlinked', action='store_true', help="the control: every object's sound and pitch drawn "
-                   'independently of what it looks like (default: by its material and size, one object in five excepted)')
-    p.add_argument('--overwrite', action='store_true', help='replace a data set already in --out (its clips and manifests)')
-    for split in SPLITS: p.add_argument(f'--{split}', type=int, help=f'number of {split} clips (overrides the profile)')
-    args = p.parse_args(argv)
-    for split in SPLITS:
-        if (getattr(args, split) or 0) < 0: p.error(f'--{split} must be 0 or more, got {getattr(args, split)}')
-    if args.size < 32 or args.size % 2: p.error(f'--size must be an even number of pixels, 32 or more (H.264 4:2:0), got {args.size}')
-    counts = dict(PROFILES[args.profile])
-    counts.update({s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None})
-    out = Path(args.out or f"data/syncbench/{args.profile}{'-unlinked' if args.unlinked else ''}")
-    if (out / 'manifest.jsonl').exists():
-        if not args.overwrite: p.error(f'{out} already holds a data set (manifest.jsonl): pass --overwrite to replace it, or another --out')
-        for old in ('clips', 'desync'): shutil.rmtree(out / old, ignore_errors=True)   # no clip of the old set stays behind
-        for old in ('manifest.jsonl', 'desync.jsonl', 'syncbench.json'): (out / old).unlink(missing_ok=True)
-    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
-    info = json.loads((out / 'syncbench.json').read_text())
-    print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
-    return 0

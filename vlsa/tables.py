@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log, seed_stats

@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_train.ipynb #d2cc6c6d
 from __future__ import annotations
-import argparse, json, logging, math, os, shutil, signal, sys, time
+import json, logging, math, os, shutil, signal, time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
-from .cli import fail
-from .config import Config, ConfigError, TrainConfig, config_to_json, get_config, load_config, override, seed_everything, to_dict
+from .config import Config, ConfigError, TrainConfig, config_to_json, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
 from .losses import InfoNCE
 from .model import VLSA
@@ -24,9 +23,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'no_weight_decay',
            'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data',
-           'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage',
-           'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
-           'finetune', 'stage_command', 'pretrain_command', 'finetune_command', 'evaluate_command', 'main']
+           'spec_stats', 'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage',
+           'build_stage', 'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints',
+           'drop_rows_after', 'pretrain', 'finetune', 'evaluate_run']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -128,8 +127,8 @@ class Finetuner(nn.Module):
 # %% ../nbs/30_train.ipynb #e9b125b9
 STAGE_DATA = {'pretrain': ('pretrain', 'transcript'), 'finetune': ('train', 'captions')}   # the split and text a stage trains on
 
-def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False) -> tuple[list, ClipCache|None, tuple[float, float]]:
-    "Records, the clip cache (built by rank 0, read by the others) and the spectrogram statistics; `check`: the manifest first."
+def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False, init_from=None) -> tuple[Config, list, ClipCache|None]:
+    "The config with its spectrogram statistics resolved, the records and the clip cache (built by rank 0); `check`: the manifest first."
     from vlsa.data import check_records, read_manifest
     records = read_manifest(cfg.data.manifest)
     if check:   # what training will read, before anything is decoded
@@ -141,24 +140,29 @@ def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False) -> tuple[lis
                                         cfg.data.cache_workers or os.cpu_count() or 1)   # decoding: every core
         if torch.distributed.is_initialized(): torch.distributed.barrier()
         if rank != 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error, progress=False)
-    a = cfg.model.audio
-    if a.spec_mean is None or a.spec_std is None:
-        ds = VLSADataset(records, cfg, split=STAGE_DATA[stage][0], on_error=cfg.data.on_error, cache=cache)
-        stats = spectrogram_stats(ds)
-    else: stats = (a.spec_mean, a.spec_std)
-    return records, cache, stats
+    if cfg.model.audio.spec_mean is None and init_from is not None and (Path(init_from) / 'config.json').exists():
+        pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # fine-tuning: the pre-training's
+        cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
+    if cfg.model.audio.spec_mean is None or cfg.model.audio.spec_std is None:   # the first run on this data measures them
+        mean, std = spectrogram_stats(VLSADataset(records, cfg, split=STAGE_DATA[stage][0], on_error=cfg.data.on_error, cache=cache))
+        cfg = override(cfg, {'model.audio.spec_mean': mean, 'model.audio.spec_std': std})
+    return cfg, records, cache
 
-def eval_loader(cfg:Config, records, cache, stats, split:str, batch:int=64):
+def spec_stats(cfg:Config) -> tuple[float, float]:
+    "The spectrogram statistics a config carries (`stage_data` resolves them): the one place a dataset reads them from."
+    return cfg.model.audio.spec_mean, cfg.model.audio.spec_std
+
+def eval_loader(cfg:Config, records, cache, split:str, batch:int=64):
     "Every clip of a split with all its captions, centred windows, in order."
     ds = VLSADataset(records, cfg, train=False, split=split, text='captions', on_error=cfg.data.on_error,
-                     spec_stats=stats, cache=cache)
+                     spec_stats=spec_stats(cfg), cache=cache)
     from vlsa.data import make_loader
     return make_loader(ds, batch_size=batch, shuffle=False, num_workers=0, max_bad_fraction=cfg.data.max_bad_fraction)
 
-def evaluate_model(model:VLSA, cfg:Config, records, cache, stats, split:str, device=None):
+def evaluate_model(model:VLSA, cfg:Config, records, cache, split:str, device=None):
     "The retrieval table of `model` on `split` (text, video and audio in every direction)."
     from vlsa.retrieval import evaluate
-    return evaluate(model, eval_loader(cfg, records, cache, stats, split), ks=cfg.eval.ks, device=device, progress=False)
+    return evaluate(model, eval_loader(cfg, records, cache, split), ks=cfg.eval.ks, device=device, progress=False)
 
 # %% ../nbs/30_train.ipynb #257ed4ba
 class _Stop:
@@ -210,7 +214,7 @@ class Stage:
     main: bool                # rank 0: the process that writes
     world: int
     device: torch.device
-    data: tuple               # (records, cache, stats) for evaluation
+    data: tuple               # (records, cache) for evaluation
     ds: VLSADataset
     sampler: GlobalBatchSampler
     loader: Loader
@@ -252,16 +256,12 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     rank, world, local = dist_info()
     device, main = pick_device(local), rank == 0
     tc = getattr(cfg, stage)
-    if init_from is not None and (Path(init_from) / 'config.json').exists() and cfg.model.audio.spec_mean is None:
-        pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # reuse its statistics
-        cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
     seed_everything(tc.seed + rank)
-    records, cache, stats = stage_data(cfg, stage, rank, check=True)
-    cfg = override(cfg, {'model.audio.spec_mean': stats[0], 'model.audio.spec_std': stats[1],
-                         **{k: _absolute(getattr(cfg.data, k.split('.')[1])) for k in _PATHS}})
+    cfg, records, cache = stage_data(cfg, stage, rank, check=True, init_from=init_from)
+    cfg = override(cfg, {k: _absolute(getattr(cfg.data, k.split('.')[1])) for k in _PATHS})
     split, text = STAGE_DATA[stage]
     ds = VLSADataset(records, cfg, train=True, split=split, text=text, on_error=cfg.data.on_error, seed=tc.seed,
-                     spec_stats=stats, cache=cache)
+                     spec_stats=spec_stats(cfg), cache=cache)
     micro = tc.micro_batch or tc.batch_size // world
     sampler = GlobalBatchSampler(len(ds), tc.batch_size, micro, tc.seed, rank, world)
     loader = Loader(DataLoader(ds, batch_size=micro, sampler=sampler, num_workers=cfg.data.num_workers,
@@ -281,7 +281,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     opt = make_optimizer(net, tc, device)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(tc.warmup_steps, total))
     gen = torch.Generator().manual_seed(tc.seed * 1009 + rank)
-    s = Stage(cfg, stage, run_dir, main, world, device, (records, cache, stats), ds, sampler, loader, total, model, net,
+    s = Stage(cfg, stage, run_dir, main, world, device, (records, cache), ds, sampler, loader, total, model, net,
               wrapped, opt, sched, gen, resolve_precision(tc.precision, device))
     if resume and (ck := latest_checkpoint(run_dir)) is not None:
         s.state.update(load_checkpoint(ck, model, opt, sched, {'mask': gen}, s.extra))
@@ -402,88 +402,18 @@ def finetune(cfg:Config, init_from=None, **kwargs) -> Path:
     return run(cfg, 'finetune', init_from=init_from, **kwargs)
 
 # %% ../nbs/30_train.ipynb #e5c70ba0
-def _parser(stage:str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f'vlsa {stage}', description={
-        'pretrain': 'Pre-train VLSA with LPMM and GAM on the manifest\'s pretrain split (transcripts as text).',
-        'finetune': 'Fine-tune a pre-trained run contrastively (text-video, text-audio) on the captioned train split.',
-        'evaluate': 'Score a checkpoint on a split: retrieval in every direction.'}[stage])
-    p.add_argument('--config', default='tiny', help='preset to start from (default: tiny)')
-    p.add_argument('--file', help='JSON or YAML overrides (may name its own preset)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override a setting (repeatable)')
-    if stage == 'evaluate':
-        p.add_argument('run', help='a run folder or a checkpoint folder')
-        p.add_argument('--split', default=None, help='split to score (default: data.test_split)')
-        p.add_argument('--out', help='also write the table to this CSV file')
-        return p
-    p.add_argument('--name', help='run name (default: PRESET-STAGE-sSEED)')
-    p.add_argument('--out', default='results/runs', help='parent folder of runs (default: results/runs)')
-    p.add_argument('--resume', action='store_true', help="continue the run from its latest checkpoint, with its own "
-                   "settings (its config.json; a --set that changes one is refused)")
-    p.add_argument('--overwrite', action='store_true', help='start the run again from step 0, deleting what its folder holds')
-    p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) after this many steps, as an interruption would')
-    if stage == 'finetune': p.add_argument('--init', help='the pre-training run (or checkpoint) to start from (default: from scratch)')
-    return p
-
-def _config(args) -> Config:
-    return load_config(args.file, args.overrides, args.config) if args.file else override(get_config(args.config), args.overrides)
-
-def stage_command(stage:str, argv:list[str]) -> int:
-    "`vlsa pretrain|finetune|evaluate ...`"
-    logging.basicConfig(level=logging.INFO, format='%(message)s')
-    args = _parser(stage).parse_args(argv)
-    manifest = None   # named in data errors, once known
+def evaluate_run(path, overrides:list[str]=(), split:str|None=None):
+    "Score a finished run, or one of its checkpoints, on `split` (default: its test split): a DataFrame of recalls."
+    root = Path(path)
+    if not root.exists(): raise FileNotFoundError(f'{root}: no such run or checkpoint')
+    run_dir = root if (root / 'config.json').exists() else root.parent.parent   # RUN or RUN/checkpoints/STEP
+    if not (run_dir / 'config.json').exists():
+        raise FileNotFoundError(f'{root}: not a run folder (no config.json), nor a checkpoint in one')
+    fixed = [o for o in overrides if not o.startswith(('data.', 'eval.'))]
+    if fixed: raise ConfigError(f'--set {fixed[0]}: evaluate scores the run as it was trained; it changes only data.* and eval.*')
+    cfg = load_config(run_dir / 'config.json', list(overrides))
+    model = VLSA.from_pretrained(root)    # the one run loader (its latest complete checkpoint, or the one named)
     try:
-        if stage == 'evaluate':
-            root = Path(args.run)
-            if not root.exists(): raise FileNotFoundError(f'{root}: no such run or checkpoint')
-            run_dir = root if (root / 'config.json').exists() else root.parent.parent   # RUN or RUN/checkpoints/STEP
-            if not (run_dir / 'config.json').exists():
-                raise FileNotFoundError(f'{root}: not a run folder (no config.json), nor a checkpoint in one')
-            fixed = [o for o in args.overrides if not o.startswith(('data.', 'eval.'))]
-            if fixed: raise ConfigError(f'--set {fixed[0]}: evaluate scores the run as it was trained; it changes only data.* and eval.*')
-            cfg = load_config(run_dir / 'config.json', args.overrides)
-            manifest = cfg.data.manifest
-            model = VLSA.from_pretrained(root)    # the one run loader (its latest complete checkpoint, or the one named)
-            records, cache, stats = stage_data(cfg, 'pretrain')
-            table = evaluate_model(model, cfg, records, cache, stats, args.split or cfg.data.test_split)
-            print(table.round(2).to_string())
-            if args.out: table.to_csv(args.out)
-            return 0
-        cfg = _config(args)
-        manifest = cfg.data.manifest
-        saved = run_path(cfg, stage, args.name, args.out) / 'config.json'
-        if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
-            cfg = load_config(saved)
-            changed = config_changes(cfg, override(cfg, args.overrides))
-            if changed: raise ConfigError(f'{saved.parent}: --resume with a --set that changes its settings ({"; ".join(changed)})')
-        run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after,
-                      overwrite=args.overwrite)
-        print(f'run: {run_dir}')
-        if not (run_dir / 'summary.json').exists() and (ck := latest_checkpoint(run_dir)) is not None:
-            tc = getattr(cfg, stage)
-            step = int(ck.name.removeprefix('step-')) if ck.name.startswith('step-') else '?'
-            print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
-                  f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
-        return 0
-    except (ConfigError, FileNotFoundError, ValueError) as e: return fail(stage, e)
-    except DataError as e:   # the data cannot serve this stage: one line that names the manifest
-        return fail(stage, e, f'{manifest}: {e}' if manifest else None)
-
-def pretrain_command(argv): return stage_command('pretrain', argv)
-def finetune_command(argv): return stage_command('finetune', argv)
-def evaluate_command(argv): return stage_command('evaluate', argv)
-
-def main(argv:list[str]|None=None) -> int:
-    "`python -m vlsa.train STAGE ...`: the entry point torchrun runs on every process."
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in ('pretrain', 'finetune', 'evaluate'):
-        print('usage: python -m vlsa.train {pretrain,finetune,evaluate} ...', file=sys.stderr); return 2
-    try: return stage_command(argv[0], argv[1:])
-    finally:
-        if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
-
-def _is_script() -> bool:
-    import builtins
-    return not hasattr(builtins, '__IPYTHON__')   # not inside a notebook kernel or nbdev_test
-
-if __name__ == '__main__' and _is_script(): sys.exit(main())
+        cfg, records, cache = stage_data(cfg, 'pretrain')
+        return evaluate_model(model, cfg, records, cache, split or cfg.data.test_split)
+    except DataError as e: raise DataError(f'{cfg.data.manifest}: {e}') from None   # name the manifest that cannot serve
