@@ -81,9 +81,10 @@ def reading(P:Profile) -> list[str]:
                    + ('holds.' if o['holds'] else f"does not hold on SyncBench: {', '.join(failed)} fail{'s' if len(failed) == 1 else ''}."))
     return out + diagnosis(P) + control_and_search(P)
 
-def _last_log(P:Profile, variant:str, seed:int) -> dict:
-    lines = (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()
-    return json.loads(lines[-1])
+def _final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
+    "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
+    logs = [json.loads(l) for l in (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()[-rows:]]
+    return {k: sum(l[k] for l in logs) / len(logs) for k in logs[-1] if isinstance(logs[-1][k], (int, float))}
 
 def control_and_search(P:Profile) -> list[str]:
     "What the control and the caption search found, from their tables (when the profile made them)."
@@ -112,12 +113,12 @@ def diagnosis(P:Profile) -> list[str]:
     out, cfg = [], P.config()
     chance = math.log(cfg.pretrain.batch_size)
     for v in (v for v in PRETRAINED if VARIANTS[v][1]):           # the variants trained with GAM
-        logs = [_last_log(P, v, s) for s in P.seeds]
+        logs = [_final_losses(P, v, s) for s in P.seeds]
         av, at = [l['gam_audio_video_nce'] for l in logs], [l['gam_audio_text_nce'] for l in logs]
         m_av, m_at = sum(av) / len(av), sum(at) / len(at)
         learned = m_av < chance - 0.05
-        out.append(f"{VARIANT_LABELS[v]} pre-training: GAM's audio-video InfoNCE ended at {m_av:.3f} against ln {cfg.pretrain.batch_size} = "
-                   f"{chance:.3f} for a random guess, so {'it found an audio-video correspondence' if learned else 'it found no audio-video correspondence in ' + str(cfg.pretrain.steps) + ' steps'}; "
+        out.append(f"{VARIANT_LABELS[v]} pre-training: GAM's audio-video InfoNCE ended at {m_av:.3f} = {m_av / chance:.2f} ln {cfg.pretrain.batch_size} "
+                   f"(mean of the last four logged steps; ln {cfg.pretrain.batch_size} = {chance:.3f} is a random guess), so {'it found an audio-video correspondence' if learned else 'it found no audio-video correspondence in ' + str(cfg.pretrain.steps) + ' steps'}; "
                    f"audio-text ended at {m_at:.3f}{' (the narration: speech against its transcript)' if m_at < chance - 0.05 else ''}."
                    + ('' if learned else ' With nothing to align, InfoNCE is lowest when one side is constant, and the video '
                       'embeddings collapse towards one vector (the ablation notebook measures it); fine-tuning must undo that first.'))
