@@ -142,7 +142,7 @@ def test_two_processes_with_gloo_match_one_at_the_same_global_batch(data, tmp_pa
     if audio == 'none at all':   # no clip to measure spectrogram statistics on: they are given
         common += ['model.audio.spec_mean=0.0', 'model.audio.spec_std=1.0', 'pretrain.steps=1']
     pretrain(override(get_config('tiny'), common), name='one', out=tmp_path, progress=False)
-    cmd = [str(BIN / 'torchrun'), '--nproc_per_node', '2', '--master_port', '29517', '-m', 'vlsa.train', 'pretrain',
+    cmd = [str(BIN / 'torchrun'), '--nproc_per_node', '2', '--master_port', '29517', '-m', 'vlsa.cli', 'pretrain',
            '--name', 'two', '--out', str(tmp_path)] + [a for kv in common + ['pretrain.micro_batch=8'] for a in ('--set', kv)]
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
