@@ -15,9 +15,9 @@ from .config import Config, config_from_json, get_config, override
 
 # %% auto #0
 __all__ = ['VARIANTS', 'VARIANT_LABELS', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_config', 'run_name',
-           'Profile', 'smoke_profile', 'make_profile', 'load_run', 'evaluate_run', 'train_variant', 'load_eval',
-           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log',
-           'log_at', 'control_table', 'search_check']
+           'Profile', 'smoke_profile', 'make_profile', 'load_run', 'train_variant', 'load_eval', 'split_size',
+           'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log', 'log_at',
+           'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -119,16 +119,9 @@ def load_run(run_dir):
     from vlsa.model import VLSA
     return load_config(Path(run_dir) / 'config.json'), VLSA.from_pretrained(run_dir)
 
-def evaluate_run(run_dir, split:str|None=None) -> pd.DataFrame:
-    "The retrieval table (every direction) of a run's final weights on `split` (default: the test split)."
-    from vlsa.train import evaluate_model, stage_data
-    cfg, model = load_run(run_dir)
-    cfg, records, cache = stage_data(cfg, 'finetune')
-    return evaluate_model(model, cfg, records, cache, split or cfg.data.test_split)
-
 def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=True) -> Path:
     "Train one stage of a variant (from the variant's pre-training, or from scratch for 'neither'), then score it on test."
-    from vlsa.train import finetune, pretrain
+    from vlsa.train import evaluate_run, finetune, pretrain
     cfg = P.config(variant, seed)
     run_dir = P.run_dir(variant, seed, stage)
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
@@ -142,7 +135,7 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
         if init is not None and not (init / 'eval-test.json').exists():
             raise FileNotFoundError(f'{init}: no finished pre-training run to fine-tune (make reproduce trains it first)')
         finetune(cfg, init, **kw)
-    table = evaluate_run(run_dir, cfg.data.test_split)
+    table = evaluate_run(run_dir, split=cfg.data.test_split)   # what `vlsa evaluate RUN` prints
     summary = json.loads((run_dir / 'summary.json').read_text())
     _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'variant': variant, 'seed': seed, 'stage': stage,
                                              'steps': summary['steps'], 'split': cfg.data.test_split,
