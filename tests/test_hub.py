@@ -201,3 +201,17 @@ def test_a_config_without_model_settings_or_a_misfitting_checkpoint_is_named(run
     cfg['model']['encoder']['width'] = 96; cfg['model']['encoder']['heads'] = 2
     (folder / 'config.json').write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match='model.safetensors: does not fit the model'): VLSA.from_pretrained(folder)
+
+
+def test_a_model_saved_by_an_earlier_version_loads_and_embeds_the_same():
+    "A tiny model saved by commit 51ba7d1 (its config still names the retired `pool` and `similarity`): the same embeddings today."
+    from safetensors.torch import load_file
+    fixture = Path(__file__).parent / 'fixtures' / 'vlsa-51ba7d1'
+    assert '"pool"' in (fixture / 'model' / 'config.json').read_text()
+    model = VLSA.from_pretrained(fixture / 'model').eval()
+    then = load_file(fixture / 'embeddings.safetensors')
+    with torch.no_grad():
+        now = {'video_emb': model.encode_video(then['video']), 'audio_emb': model.encode_audio(then['audio']),
+               'text_emb': model.encode_text(then['text_ids'], then['text_mask'])}
+    for k, v in now.items(): torch.testing.assert_close(v, then[k], rtol=0, atol=1e-6)   # bit-equal here; kernels may differ elsewhere
+

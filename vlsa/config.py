@@ -13,8 +13,8 @@ import numpy as np
 # %% auto #0
 __all__ = ['MODALITIES', 'GLOBAL_OBJECTIVES', 'RETIRED', 'PRESETS', 'ConfigError', 'VideoConfig', 'AudioConfig', 'TextConfig',
            'TransformerConfig', 'LossConfig', 'ModelConfig', 'TrainConfig', 'DataConfig', 'EvalConfig', 'Config',
-           'from_dict', 'to_dict', 'config_to_json', 'config_from_json', 'base_config', 'tiny_config', 'get_config',
-           'override', 'load_config', 'seed_everything']
+           'from_dict', 'to_dict', 'config_to_json', 'drop_retired', 'config_from_json', 'base_config', 'tiny_config',
+           'get_config', 'override', 'load_config', 'seed_everything']
 
 # %% ../nbs/00_config.ipynb #f5b77ff2
 MODALITIES = ('video', 'audio', 'text')
@@ -288,7 +288,7 @@ def config_to_json(cfg:Config, indent:int=2) -> str:
 RETIRED = {'model.pool': 'mean', 'model.similarity': 'cosine', 'pretrain.optimizer': 'adamw',
            'finetune.optimizer': 'adamw', 'eval.num_seeds': None}
 
-def _drop_retired(d:dict) -> dict:
+def drop_retired(d:dict) -> dict:
     "A copy of the stored config `d` without its `RETIRED` settings."
     d = json.loads(json.dumps(d))
     for key, only in RETIRED.items():
@@ -302,7 +302,7 @@ def _drop_retired(d:dict) -> dict:
 
 def config_from_json(text:str) -> Config:
     "Parse JSON text into a `Config`, strictly; the settings of `RETIRED` that older runs stored are dropped."
-    return from_dict(Config, _drop_retired(json.loads(text)))
+    return from_dict(Config, drop_retired(json.loads(text)))
 
 # %% ../nbs/00_config.ipynb #f73d4dc7
 def base_config() -> Config:
@@ -373,7 +373,7 @@ def load_config(path:str|Path, overrides=(), preset:str='base') -> Config:
     try: d = _yaml_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e: raise ConfigError(f'{path}: cannot read the configuration: {e}') from None
     _check(isinstance(d, dict), f'{path}: expected a mapping at the top level')
-    try: d = _drop_retired(d)                  # a run saved before RETIRED's settings were removed
+    try: d = drop_retired(d)                  # a run saved before RETIRED's settings were removed
     except ConfigError as e: raise ConfigError(f'{path}: {e}') from None
     cfg = get_config(d.pop('preset', d.get('name', preset)))
     try: cfg = override(cfg, d)

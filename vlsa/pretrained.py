@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoint import atomic_folder, latest_checkpoint, load_weights
-from .config import ModelConfig, from_dict, load_config, to_dict
+from .config import ModelConfig, drop_retired, from_dict, load_config, to_dict
 
 # %% auto #0
 __all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'HubError', 'HubMixin']
@@ -31,7 +31,7 @@ def _local_files(path:Path) -> tuple[ModelConfig, Path]|None:
         try: d = json.loads((path / CONFIG_NAME).read_text())
         except json.JSONDecodeError as e: raise HubError(f'{path / CONFIG_NAME}: not valid JSON ({e.msg})') from None
         if not isinstance(d, dict) or 'model' not in d: raise HubError(f"{path / CONFIG_NAME}: no 'model' settings")
-        return from_dict(ModelConfig, d['model']), path / WEIGHTS_NAME
+        return from_dict(ModelConfig, drop_retired(d)['model']), path / WEIGHTS_NAME   # saved before a setting retired
     if (path / CONFIG_NAME).exists() and (path / 'checkpoints').exists():     # a run folder
         ck = latest_checkpoint(path)
         if ck is None:
