@@ -71,7 +71,9 @@ def one(stage: str, variant: str, precision: str, steps: int, warmup: int, lengt
     resolved = T.resolve_precision(precision, cpu) if hasattr(T, 'resolve_precision') else \
         ('bf16' if precision == 'bf16' else 'fp32')
     model = VLSA(cfg)
-    net = model if stage == 'pretrain' else T.Finetuner(model)
+    try: from vlsa.objectives import OBJECTIVES          # since the objectives left the network
+    except ImportError: OBJECTIVES = {'pretrain': lambda m: m, 'finetune': T.Finetuner}
+    net = OBJECTIVES[stage](model)
     if hasattr(T, 'make_optimizer') and fused: opt = T.make_optimizer(net, tc, cpu)
     else: opt = torch.optim.AdamW(T.param_groups(net, tc.weight_decay), lr=tc.lr, betas=tc.betas)
     batch, gen = batch_of(cfg, lengths), torch.Generator().manual_seed(1)

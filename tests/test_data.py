@@ -70,9 +70,10 @@ def test_a_manifest_that_is_not_utf8_is_named_with_its_line_and_a_byte_order_mar
 
 def test_one_bad_file_in_twenty_trains_under_skip_and_is_reported(clips, caplog):
     from vlsa.model import VLSA
+    from vlsa.objectives import Pretraining
     ds = VLSADataset(clips, CFG, train=True, text='transcript', on_error='skip')
     loader = make_loader(ds, batch_size=5, max_bad_fraction=0.1)
-    model = VLSA(CFG)
+    model = Pretraining(VLSA(CFG))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     losses = []
     with caplog.at_level(logging.WARNING, logger='vlsa.data'):

@@ -215,3 +215,34 @@ def test_a_model_saved_by_an_earlier_version_loads_and_embeds_the_same():
                'text_emb': model.encode_text(then['text_ids'], then['text_mask'])}
     for k, v in now.items(): torch.testing.assert_close(v, then[k], rtol=0, atol=1e-6)   # bit-equal here; kernels may differ elsewhere
 
+
+
+def test_the_objective_of_an_earlier_version_migrates_and_gives_the_same_terms():
+    """That model kept GAM's temperature and matching heads inside the network (`criterion.*`). Today the network loads
+    without them, and `Pretraining.from_pretrained` renames them into the objective: the pre-training terms on fixed
+    inputs equal those that commit fec2c11 computed (tests/fixtures/vlsa-51ba7d1/terms.py)."""
+    from safetensors.torch import load_file
+    from vlsa.objectives import Finetuning, Pretraining
+    from vlsa.checkpoint import CheckpointError
+    fixture = Path(__file__).parent / 'fixtures' / 'vlsa-51ba7d1'
+    assert not any('match' in k or 'log_scale' in k for k in VLSA.from_pretrained(fixture / 'model').state_dict())
+    objective = Pretraining.from_pretrained(fixture / 'model').train()
+    inputs = load_file(fixture / 'embeddings.safetensors')
+    terms = objective({k: inputs[k] for k in ('video', 'audio', 'text_ids', 'text_mask')}, torch.Generator().manual_seed(3))
+    then = json.loads((fixture / 'terms.json').read_text())
+    assert set(terms) == set(then)
+    for k, v in then.items(): assert float(terms[k].detach()) == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    with pytest.raises(CheckpointError, match='not those of Finetuning'): Finetuning.from_pretrained(fixture / 'model')
+
+
+def test_a_run_gives_its_objective_with_the_network_only_when_asked(run):
+    "A pre-training run's checkpoint keeps the objective's weights beside the network's; `Pretraining.from_pretrained` reads them."
+    from safetensors.torch import load_file
+    from vlsa.objectives import Pretraining
+    root, manifest, run_dir = run
+    objective = Pretraining.from_pretrained(run_dir)
+    saved = load_file(run_dir / 'checkpoints' / 'final' / 'trainer.safetensors')
+    assert torch.equal(objective.heads.nce.log_scale, saved['extra.objective.nce.log_scale'])
+    assert saved['extra.objective.nce.log_scale'].item() != pytest.approx(float(np.log(1 / 0.07)))   # it trained
+    network = load_file(run_dir / 'checkpoints' / 'final' / 'model.safetensors')
+    assert not any(k.startswith(('objective.', 'criterion.')) for k in network)

@@ -7,6 +7,7 @@ import torch
 from vlsa.config import MODALITIES, get_config, override, seed_everything
 from vlsa.losses import GLOBAL_PAIRS
 from vlsa.model import VLSA
+from vlsa.objectives import Pretraining
 
 SMALL = ['model.encoder.width=32', 'model.encoder.heads=2', 'model.encoder.depth=1', 'model.decoder.width=16',
          'model.decoder.heads=2', 'model.decoder.depth=1', 'model.embed_dim=16']
@@ -37,7 +38,7 @@ def test_no_leakage_into_global_embeddings_but_joint_pass_mixes():
         keep = lambda x: torch.ones(x.shape[:2], dtype=torch.bool)
         def joint(audio):
             a, t = model.embed['audio'](audio), model.embed['text'](batch['text_ids'])
-            return model._joint_encode({'video': v, 'audio': a, 'text': t}, {'video': keep(v), 'audio': keep(a), 'text': keep(t)})['video']
+            return model.joint_encode({'video': v, 'audio': a, 'text': t}, {'video': keep(v), 'audio': keep(a), 'text': keep(t)})['video']
         assert not torch.allclose(joint(batch['audio']), joint(other['audio']))
         # and a clip's global embedding does not depend on the other clips in the batch
         alone = model.encode_video(batch['video'][:1])
@@ -46,7 +47,7 @@ def test_no_leakage_into_global_embeddings_but_joint_pass_mixes():
 
 def test_masking_is_reproducible_from_the_generator_seed():
     cfg = override(get_config('tiny'), SMALL)
-    model = VLSA(cfg)
+    model = Pretraining(VLSA(cfg))
     batch = make_batch(cfg)
     a = model(batch, torch.Generator().manual_seed(5))
     b = model(batch, torch.Generator().manual_seed(5))
@@ -60,12 +61,12 @@ def expected_used(name, cfg):
     m, loss = cfg.model, cfg.model.loss
     global_mods = {x for pair in GLOBAL_PAIRS[loss.global_objective] for x in pair} if loss.use_gam else set()
     used_mods = set(MODALITIES) if loss.use_lpmm else global_mods
-    part, key = name.split('.')[:2]
+    if name.startswith('heads.'): return loss.use_gam     # the objective's own: temperature, matching heads
+    part, key = name.split('.')[1:3]                       # model.PART.KEY: the network's
     if part == 'embed': return key in used_mods
     if part == 'encoders': return any(x in used_mods for x in key.split('_'))
     if part == 'project': return key in global_mods
     if part in ('decoders', 'decoder_pos', 'heads'): return loss.use_lpmm
-    if part == 'criterion': return loss.use_gam
     if part == 'encoder_mask_token': return loss.use_lpmm      # exists only for the SimMIM-style baseline
     raise AssertionError(f'unexpected parameter {name}')
 
@@ -82,14 +83,14 @@ def test_gradients_reach_exactly_the_parameters_in_use(lpmm, gam, objective, sha
                                                  f'model.drop_masked={drop_masked}',
                                                  f'model.loss.global_objective={objective}',
                                                  f'model.shared_encoder={list(shared_encoder)}'])
-    model = VLSA(cfg)
+    model = Pretraining(VLSA(cfg))
     out = model(make_batch(cfg), torch.Generator().manual_seed(0))
     assert torch.isfinite(out['loss'])
     out['loss'].backward()
     for name, p in model.named_parameters():
         got = p.grad is not None and bool(p.grad.abs().sum() > 0)
         assert got == expected_used(name, cfg), f'{name}: gradient {got}, expected {not got}'
-    if not lpmm: assert not hasattr(model, 'decoders')
+    if not lpmm: assert not hasattr(model.model, 'decoders')
 
 
 @pytest.mark.parametrize('shared_decoder', SHARING)
@@ -97,8 +98,8 @@ def test_gradients_reach_exactly_the_parameters_in_use(lpmm, gam, objective, sha
 def test_decoder_sharing_and_dense_encoder_run_a_step(shared_decoder, drop_masked):
     cfg = override(get_config('tiny'), SMALL + [f'model.shared_decoder={list(shared_decoder)}',
                                                  f'model.drop_masked={drop_masked}'])
-    model = VLSA(cfg)
-    n_decoders = len(set(model.decoder_of.values()))
+    model = Pretraining(VLSA(cfg))
+    n_decoders = len(set(model.model.decoder_of.values()))
     assert n_decoders == (1 if len(shared_decoder) == 3 else 3 if len(shared_decoder) < 2 else 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     out = model(make_batch(cfg), torch.Generator().manual_seed(0))
@@ -110,7 +111,7 @@ def test_decoder_sharing_and_dense_encoder_run_a_step(shared_decoder, drop_maske
 
 def test_clips_without_audio_take_no_part_in_audio_terms():
     cfg = override(get_config('tiny'), SMALL)
-    model = VLSA(cfg)
+    model = Pretraining(VLSA(cfg))
     batch = make_batch(cfg, b=4)
     batch['has_audio'] = torch.tensor([True, True, True, False])
     out = model(batch, torch.Generator().manual_seed(0))
@@ -139,12 +140,13 @@ def test_tiny_model_overfits_eight_random_clips():
              'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, (B, 16), generator=g),
              'text_mask': torch.ones(B, 16, dtype=torch.long)}
     batch['text_ids'][:, 0], batch['text_ids'][:, -1] = m.text.cls_id, m.text.sep_id
-    model = VLSA(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    objective = Pretraining(VLSA(cfg))
+    model = objective.model
+    opt = torch.optim.AdamW(objective.parameters(), lr=2e-3, weight_decay=0.0)
     terms = ('lpmm_video', 'lpmm_audio', 'lpmm_text')
     history = []
     for _ in range(100):
-        out = model(batch, torch.Generator().manual_seed(1))
+        out = objective(batch, torch.Generator().manual_seed(1))
         history.append({k: out[k].item() for k in terms})
         opt.zero_grad(); out['loss'].backward(); opt.step()
     first, last = sum(history[0].values()), sum(history[-1].values())

@@ -183,7 +183,7 @@ def test_fast_path_gives_the_plain_step(stage):
     fp32 and AdamW's loop. The loss terms agree within bf16's rounding and the gradients point the same way. (The first
     AdamW update is about lr x sign(gradient), so its cosine says little; `test_fused_adamw_is_adamw` checks the step.)"""
     from vlsa.model import VLSA
-    from vlsa.train import Finetuner
+    from vlsa.objectives import OBJECTIVES
     cfg = get_config('tiny')
     m, g = cfg.model, torch.Generator().manual_seed(0)
     B, L = 8, 14
@@ -194,7 +194,7 @@ def test_fast_path_gives_the_plain_step(stage):
     runs = {}
     for path in ('plain', 'fast'):
         torch.manual_seed(0)
-        net = VLSA(cfg) if stage == 'pretrain' else Finetuner(VLSA(cfg))
+        net = OBJECTIVES[stage](VLSA(cfg))
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=path == 'fast'):
             terms = net(batch, torch.Generator().manual_seed(1))
             terms['loss'].backward()

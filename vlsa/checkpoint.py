@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'CheckpointError', 'read_tensors', 'readable',
-           'load_weights', 'load_checkpoint', 'latest_checkpoint']
+__all__ = ['OBJECTIVE', 'RENAMED', 'rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'CheckpointError',
+           'read_tensors', 'readable', 'migrate_keys', 'split_objective', 'load_weights', 'objective_weights',
+           'load_checkpoint', 'latest_checkpoint']
 
 # %% ../nbs/31_checkpoint.ipynb #a3386c33
 def _optimizer_split(state:dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -109,16 +110,39 @@ def readable(path) -> bool:
         return True
     except Exception: return False
 
+OBJECTIVE = 'objective.'   # a model file's keys under this prefix are a training objective's weights, not the network's
+RENAMED = {'criterion.global_matching.': OBJECTIVE}   # until 2026-12 the pre-training objective lived inside the network
+
+def migrate_keys(state:dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    "A state dict with the keys of older versions renamed to today's (`RENAMED`)."
+    def new(k): return next((to + k[len(old):] for old, to in RENAMED.items() if k.startswith(old)), k)
+    return {new(k): v for k, v in state.items()}
+
+def split_objective(state:dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    "A model file's (migrated) tensors -> (the network's, the training objective's without its prefix)."
+    state = migrate_keys(state)
+    network = {k: v for k, v in state.items() if not k.startswith(OBJECTIVE)}
+    return network, {k[len(OBJECTIVE):]: v for k, v in state.items() if k.startswith(OBJECTIVE)}
+
 def load_weights(path, model:torch.nn.Module, strict:bool=True):
-    "Load `model.safetensors` of a checkpoint folder (or a .safetensors file) into `model`."
+    "Load `model.safetensors` of a checkpoint folder (or a .safetensors file) into `model`: the network's weights only."
     path = Path(path)
     file = path / 'model.safetensors' if path.is_dir() else path
     if not file.exists(): raise FileNotFoundError(f'{file}: no such checkpoint')
-    state = read_tensors(file)
+    state, _ = split_objective(read_tensors(file))
     try: return model.load_state_dict(state, strict=strict)
     except RuntimeError as e:   # missing, unexpected or misshapen weights: the checkpoint is of another configuration
         detail = ' '.join(str(e).split())
         raise CheckpointError(f'{file}: does not fit the model ({detail[:300]}{"..." if len(detail) > 300 else ""})') from None
+
+def objective_weights(file:Path) -> dict[str, torch.Tensor]:
+    """A training objective's weights for the model file `file`: those saved in it (`save_pretrained(..., objective=)`,
+    or a model of before 2026-12), else those of the run checkpoint it belongs to; empty if neither has any."""
+    _, saved = split_objective(read_tensors(file))
+    trainer = Path(file).parent / 'trainer.safetensors'
+    if saved or not trainer.exists(): return saved
+    prefix = f'extra.{OBJECTIVE}'
+    return {k[len(prefix):]: v for k, v in read_tensors(trainer).items() if k.startswith(prefix)}
 
 def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None, generators=None, extra=None) -> dict:
     "Restore a checkpoint folder into the given objects; returns the `info` saved with it."
@@ -127,7 +151,10 @@ def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None,
     tensors = read_tensors(path / 'trainer.safetensors')
     for name, module in (extra or {}).items():
         prefix = f'extra.{name}.'
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not state and f'{name}.' == OBJECTIVE: state = objective_weights(path / 'model.safetensors')   # before 2026-12
+        try: module.load_state_dict(state)
+        except RuntimeError as e: raise CheckpointError(f'{path}: its {name} weights do not fit ({" ".join(str(e).split())[:300]})') from None
     trainer = json.loads((path / 'trainer.json').read_text())
     if optimizer is not None: optimizer.load_state_dict(_optimizer_join(tensors, trainer['optimizer']))
     if scheduler is not None: scheduler.load_state_dict(trainer['scheduler'])

@@ -15,7 +15,7 @@ from .masking import IGNORE
 
 # %% auto #0
 __all__ = ['GLOBAL_PAIRS', 'masked_patch_mse', 'masked_token_ce', 'gather_with_grad', 'gather_flags', 'InfoNCE', 'PairMatching',
-           'in_batch_top1', 'spread', 'GlobalMatching', 'VLSALoss']
+           'in_batch_top1', 'spread', 'GlobalMatching']
 
 # %% ../nbs/13_losses.ipynb #597edc10
 def masked_patch_mse(pred:torch.Tensor, target:torch.Tensor, mask:torch.Tensor, norm_pix:bool=True) -> torch.Tensor:
@@ -156,24 +156,3 @@ class GlobalMatching(nn.Module):
             out[f'spread_{m}'] = spread(emb[m] if m != 'audio' or has_audio is None else emb[m][has_audio])
         out['temperature'] = (1 / self.nce.scale).detach()
         return out
-
-# %% ../nbs/13_losses.ipynb #656a0f4e
-class VLSALoss(nn.Module):
-    "L = L_local + lambda * L_global: the weighted sum of the named terms that the switches turn on."
-    def __init__(self, cfg:LossConfig, dim:int):
-        super().__init__()
-        self.cfg = cfg
-        self.global_matching = GlobalMatching(cfg, dim) if cfg.use_gam else None
-        self.step = 0   # the training step, set by the loop: the audio-text pair waits for `cfg.audio_text_after`
-
-    def weight(self, name:str) -> float:
-        "How much a term counts in the total (0 for diagnostics such as accuracies and the temperature)."
-        if name.startswith('lpmm_'): return 1.0
-        if name.startswith('gam_audio_text_') and self.step < self.cfg.audio_text_after: return 0.0
-        if name.endswith(('_nce', '_match')): return self.cfg.lambda_global
-        return 0.0
-
-    def total(self, terms:dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.weight(k) * v for k, v in terms.items() if self.weight(k)]
-        if not parts: raise ValueError('no loss term is switched on: set model.loss.use_lpmm or model.loss.use_gam')
-        return torch.stack(parts).sum()

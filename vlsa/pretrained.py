@@ -10,11 +10,11 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import atomic_folder, latest_checkpoint, load_weights
+from .checkpoint import OBJECTIVE, atomic_folder, latest_checkpoint, load_weights
 from .config import ModelConfig, drop_retired, from_dict, load_config, to_dict
 
 # %% auto #0
-__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'HubError', 'HubMixin']
+__all__ = ['CONFIG_NAME', 'WEIGHTS_NAME', 'CARD_NAME', 'HubError', 'locate', 'HubMixin']
 
 # %% ../nbs/14_pretrained.ipynb #a14e0007
 CONFIG_NAME, WEIGHTS_NAME, CARD_NAME = 'config.json', 'model.safetensors', 'README.md'
@@ -54,10 +54,20 @@ def _download(repo_id:str, revision:str|None=None) -> Path:
     except HFValidationError:
         raise HubError(f"'{repo_id}' is neither an existing folder nor a valid Hub id (user/name)") from None
 
+def locate(name_or_path, revision:str|None=None) -> tuple[ModelConfig, Path]:
+    "(config, weights file) of a save_pretrained folder, a run folder, one of its checkpoints, or a Hub id."
+    path = Path(name_or_path)
+    found = _local_files(path) if path.exists() else None
+    if found is None:
+        if path.exists(): raise HubError(f'{path}: neither a save_pretrained folder nor a run folder')
+        found = _local_files(_download(str(name_or_path), revision))
+    return found
+
 class HubMixin:
-    "`save_pretrained` and `from_pretrained` for a model that keeps its `ModelConfig` in `self.cfg` and is built from it."
-    def save_pretrained(self, directory, card:str|None=None) -> Path:
-        "Write config.json, model.safetensors (and README.md) into `directory`, atomically."
+    """`save_pretrained` and `from_pretrained` for a model that keeps its `ModelConfig` in `self.cfg` and is built from it.
+    A training objective's weights (`vlsa.objectives`) travel only when asked for."""
+    def save_pretrained(self, directory, card:str|None=None, objective=None) -> Path:
+        "Write config.json, model.safetensors (and README.md) into `directory`, atomically; with `objective`, its weights too."
         directory = Path(directory)
         with atomic_folder(directory) as tmp:
             cfg = {'library': 'vlsa', 'vlsa_version': __version__, 'model': to_dict(self.cfg),
@@ -67,20 +77,17 @@ class HubMixin:
                                                      'time_frames', 'f_min', 'spec_mean', 'spec_std')},
                                      'tokenizer': self.cfg.text.tokenizer, 'max_len': self.cfg.text.max_len}}
             (tmp / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + '\n')
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp / WEIGHTS_NAME,
+            heads = {} if objective is None else {OBJECTIVE + k: v for k, v in objective.heads.state_dict().items()}
+            save_file({k: v.detach().cpu().contiguous() for k, v in {**self.state_dict(), **heads}.items()}, tmp / WEIGHTS_NAME,
                       metadata={'format': 'pt', 'library': 'vlsa'})
             if card: (tmp / CARD_NAME).write_text(card)
         return directory
 
     @classmethod
     def from_pretrained(cls, name_or_path, revision:str|None=None, map_location='cpu'):
-        "A VLSA from a save_pretrained folder, a run folder, or a Hub id; weights read with safetensors."
-        path = Path(name_or_path)
-        found = _local_files(path) if path.exists() else None
-        if found is None:
-            if path.exists(): raise HubError(f'{path}: neither a save_pretrained folder nor a run folder')
-            found = _local_files(_download(str(name_or_path), revision))
-        cfg, weights = found
+        "The network (no training objective) from a save_pretrained folder, a run folder, or a Hub id; read with safetensors."
+        cfg, weights = locate(name_or_path, revision)
         model = cls(cfg)
         load_weights(weights, model)   # a damaged or misfitting file: CheckpointError naming it
         return model.to(map_location).eval()
+

@@ -15,17 +15,17 @@ from torch import nn
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .config import Config, ConfigError, TrainConfig, config_to_json, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
-from .losses import InfoNCE
 from .model import VLSA
+from .objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'no_weight_decay',
-           'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'Finetuner', 'stage_data',
-           'spec_stats', 'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage',
-           'build_stage', 'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints',
-           'drop_rows_after', 'pretrain', 'finetune', 'evaluate_run']
+           'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'stage_data', 'spec_stats',
+           'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage',
+           'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
+           'finetune', 'evaluate_run']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -106,23 +106,6 @@ def make_optimizer(net:nn.Module, tc, device:torch.device) -> torch.optim.AdamW:
     "AdamW over `param_groups`; on a CPU the fused kernel (one pass over all parameters: 11 ms a step, the loop 71)."
     fused = {'fused': True} if device.type == 'cpu' else {}   # a GPU keeps torch's default (foreach)
     return torch.optim.AdamW(param_groups(net, tc.weight_decay), lr=tc.scaled_lr, betas=tc.betas, **fused)
-
-class Finetuner(nn.Module):
-    "The fine-tuning objective: two-way InfoNCE between text and video, and between text and audio."
-    def __init__(self, model:VLSA, temperature_init:float=0.07):
-        super().__init__()
-        self.model, self.nce = model, InfoNCE(temperature_init)
-
-    def forward(self, batch:dict, generator=None) -> dict:
-        m = self.model
-        t = m.encode_text(batch['text_ids'], batch['text_mask'])
-        v = m.encode_video(batch['video'])
-        a = m.encode_audio(batch['audio'])
-        has = batch.get('has_audio', torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
-        terms = {'ft_text_video_nce': self.nce(t, v), 'ft_text_audio_nce': self.nce(t, a, has)}   # equal shapes on every rank
-        terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
-        terms['temperature'] = (1 / self.nce.scale).detach()
-        return terms
 
 # %% ../nbs/30_train.ipynb #e9b125b9
 STAGE_DATA = {'pretrain': ('pretrain', 'transcript'), 'finetune': ('train', 'captions')}   # the split and text a stage trains on
@@ -220,7 +203,7 @@ class Stage:
     loader: Loader
     total: int                # steps
     model: VLSA
-    net: nn.Module            # the model, or the fine-tuning objective around it
+    net: nn.Module            # the stage's objective around the model (`vlsa.objectives`)
     wrapped: nn.Module        # `net`, under DistributedDataParallel with several processes
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
@@ -231,7 +214,7 @@ class Stage:
     @property
     def tc(self) -> TrainConfig: return getattr(self.cfg, self.name)
     @property
-    def extra(self) -> dict|None: return {'objective': self.net.nce} if self.name == 'finetune' else None   # beside the model's weights
+    def extra(self) -> dict: return {'objective': self.net.heads}   # the objective's own weights, beside the model's
 
     def checkpoint(self, tag:str|None=None):
         if not self.main: return
@@ -275,7 +258,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     if main:   # only now: a run that fails on its data or its initial weights leaves no folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.json').write_text(config_to_json(cfg))
-    net = (model if stage == 'pretrain' else Finetuner(model, cfg.model.loss.temperature_init)).to(device)
+    net = OBJECTIVES[stage](model).to(device)
     wrapped = torch.nn.parallel.DistributedDataParallel(net, device_ids=[local] if device.type == 'cuda' else None,
                                                         find_unused_parameters=True) if world > 1 else net
     opt = make_optimizer(net, tc, device)
@@ -293,7 +276,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
 def optimizer_step(s:Stage, it, autocast) -> tuple[dict, int, float]:
     "One step over `accum` micro-batches from `it`: each term's mean, the clips seen, and the seconds spent waiting for them."
     sums, clips, wait, accum = {}, 0, 0.0, s.sampler.accum
-    s.model.criterion.step = s.state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
+    s.net.step = s.state['step']   # GAM's audio-text pair may wait for audio-video (loss.audio_text_after)
     for a in range(accum):
         t0 = time.perf_counter()
         batch = _to(next(it), s.device)
