@@ -246,3 +246,23 @@ def test_a_run_gives_its_objective_with_the_network_only_when_asked(run):
     assert saved['extra.objective.nce.log_scale'].item() != pytest.approx(float(np.log(1 / 0.07)))   # it trained
     network = load_file(run_dir / 'checkpoints' / 'final' / 'model.safetensors')
     assert not any(k.startswith(('objective.', 'criterion.')) for k in network)
+
+
+def test_a_run_checkpoint_of_an_earlier_version_resumes_with_its_objective(run, tmp_path):
+    "Before 2026-12 a pre-training checkpoint kept GAM's weights in model.safetensors (`criterion.*`): resuming finds them there."
+    from safetensors.torch import load_file, save_file
+    from vlsa.checkpoint import load_checkpoint
+    from vlsa.config import load_config
+    from vlsa.objectives import Pretraining
+    root, manifest, run_dir = run
+    old = tmp_path / 'step-old'
+    shutil.copytree(run_dir / 'checkpoints' / 'final', old)
+    trainer, network = load_file(old / 'trainer.safetensors'), load_file(old / 'model.safetensors')
+    heads = {k[len('extra.objective.'):]: trainer.pop(k) for k in list(trainer) if k.startswith('extra.objective.')}
+    assert heads
+    save_file({**network, **{f'criterion.global_matching.{k}': v for k, v in heads.items()}}, old / 'model.safetensors')
+    save_file(trainer, old / 'trainer.safetensors')
+    objective = Pretraining(VLSA(load_config(run_dir / 'config.json')))
+    load_checkpoint(old, objective.model, extra={'objective': objective.heads})
+    assert all(torch.equal(objective.heads.state_dict()[k], v) for k, v in heads.items())
+    assert all(torch.equal(objective.model.state_dict()[k], v) for k, v in network.items())
