@@ -10,8 +10,8 @@ from pathlib import Path
 from . import __version__
 
 # %% auto #0
-__all__ = ['COMMANDS', 'STAGE_HELP', 'DEBUG', 'config_command', 'info_command', 'synth_command', 'probe_command', 'stage_config',
-           'pretrain_command', 'finetune_command', 'evaluate_command', 'push_command', 'embed_command',
+__all__ = ['COMMANDS', 'STAGE_HELP', 'DEBUG', 'config_command', 'info_command', 'synth_command', 'data_command', 'probe_command',
+           'stage_config', 'pretrain_command', 'finetune_command', 'evaluate_command', 'push_command', 'embed_command',
            'search_command', 'report_command', 'fail', 'main']
 
 # %% ../nbs/90_cli.ipynb #feba1a24
@@ -19,6 +19,7 @@ COMMANDS = {
     'config': ('config_command', 'print a preset, with overrides, as JSON'),
     'info':   ('info_command', 'versions of vlsa and its stack, and the devices torch can use'),
     'synth':  ('synth_command', 'generate SyncBench, the embedded default data set'),
+    'data':   ('data_command', "a paper's data set (MSR-VTT, LSMDC, YouCook2, HowTo100M) from its files to a manifest"),
     'probe':  ('probe_command', "a linear probe on the model's inputs: what can it see and hear at all?"),
     'pretrain': ('pretrain_command', 'pre-train with LPMM and GAM (on many processes: torchrun -m vlsa.cli pretrain)'),
     'finetune': ('finetune_command', 'fine-tune a pre-trained run on captioned clips'),
@@ -89,6 +90,33 @@ def synth_command(argv:list[str]) -> int:
     manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
     info = json.loads((out / 'syncbench.json').read_text())
     print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
+    return 0
+
+def data_command(argv:list[str]) -> int:
+    "`vlsa data prepare NAME --root DIR --out MANIFEST`: a data set's official files to a manifest and its report."
+    from vlsa.datasets import ADAPTERS, prepare, report_path
+    p = argparse.ArgumentParser(prog='vlsa data', description="Prepare one of the paper's data sets: read its files as "
+                                'their publishers distribute them, check the media, write a manifest and a report beside it.')
+    sub = p.add_subparsers(dest='action', required=True, metavar='prepare')
+    q = sub.add_parser('prepare', help='official files -> manifest (and NAME.report.json beside it)')
+    q.add_argument('name', choices=list(ADAPTERS), help='the data set')
+    q.add_argument('--root', required=True, help='the folder that holds its annotation files and media, in any layout')
+    q.add_argument('--out', required=True, help='the manifest to write (JSON Lines)')
+    q.add_argument('--strict', action='store_true', help='fail if any clip is missing, unreadable or without audio '
+                   '(default: list them in the report and leave the first two out)')
+    q.add_argument('--no-probe', dest='probe', action='store_false', help='only check that files exist (faster; '
+                   'unreadable and silent files go unnoticed)')
+    q.add_argument('--train', choices=['9k', '7k'], default='9k', help='msrvtt: the training list (default: 9k)')
+    q.add_argument('--segments', nargs='+', help='howto100m: AudioSet segment lists (default: *_segments.csv under --root)')
+    args = p.parse_args(argv)
+    if not Path(args.root).is_dir(): p.error(f'--root {args.root}: no such folder')
+    options = {'msrvtt': {'train': args.train}, 'howto100m': {'segments': args.segments}}.get(args.name, {})
+    out = prepare(args.name, args.root, args.out, args.strict, args.probe, **options)
+    report = json.loads(report_path(out).read_text())
+    print(f"{args.name}: wrote {sum(report['written'].values())} clips to {out} ({', '.join(f'{k} {v}' for k, v in report['written'].items()) or 'none'}); "
+          f"{len(report['missing'])} missing, {len(report['unreadable'])} unreadable, {len(report['no_audio'])} without audio: "
+          f"{report_path(out)}")
+    for proto in report['protocols']: print(f"  protocol {proto['name']}: {proto['queries']} queries, {proto['candidates']} candidates on '{proto['split']}'")
     return 0
 
 # %% ../nbs/90_cli.ipynb #b83b87a8
@@ -327,9 +355,10 @@ def _typed_errors() -> tuple[type, ...]:
     from vlsa.checkpoint import CheckpointError
     from vlsa.config import ConfigError
     from vlsa.data import DataError
+    from vlsa.datasets import DatasetError
     from vlsa.pretrained import HubError
     from vlsa.media import MediaError
-    return ConfigError, DataError, MediaError, CheckpointError, HubError
+    return ConfigError, DataError, MediaError, CheckpointError, HubError, DatasetError
 
 # %% ../nbs/90_cli.ipynb #e8657297
 def _usage() -> str:

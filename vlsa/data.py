@@ -42,11 +42,13 @@ class ClipRecord:
     audio: Path|None = None
     meta: dict = field(default_factory=dict)
     line: int = 0
+    span: tuple[float, float]|None = None   # (start, end) seconds of the clip in its file; None: the whole file
 
     @property
     def transcript(self) -> str|None: return self.meta.get('transcript')
 
-FIELDS = {'id': str, 'video': str, 'captions': list, 'split': str, 'audio': str, 'meta': dict}
+FIELDS = {'id': str, 'video': str, 'captions': list, 'split': str, 'audio': str, 'meta': dict, 'start': (int, float),
+          'end': (int, float)}
 REQUIRED = ('id', 'video', 'captions', 'split')
 
 # %% ../nbs/03_data.ipynb #9e5f41b8
@@ -60,7 +62,12 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
     for k in REQUIRED:
         if k not in d: raise ManifestError(f"{where}: missing field '{k}'")
     for k, v in d.items():
-        if not isinstance(v, FIELDS[k]): raise ManifestError(f"{where}: field '{k}' must be {FIELDS[k].__name__}, got {type(v).__name__}")
+        kind = FIELDS[k] if isinstance(FIELDS[k], tuple) else (FIELDS[k],)
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise ManifestError(f"{where}: field '{k}' must be {'a number' if len(kind) > 1 else kind[0].__name__}, got {type(v).__name__}")
+    if ('start' in d) != ('end' in d): raise ManifestError(f"{where}: fields 'start' and 'end' go together")
+    if 'start' in d and not 0 <= d['start'] < d['end']:
+        raise ManifestError(f"{where}: 'start' ({d['start']}) must be at least 0 and before 'end' ({d['end']})")
     for k in ('id', 'video', 'split', 'audio'):
         if k in d and not d[k].strip(): raise ManifestError(f"{where}: field '{k}' is empty")
     for i, c in enumerate(d['captions']):
@@ -68,7 +75,7 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
     if not isinstance(d.get('meta', {}).get('transcript', ''), str):
         raise ManifestError(f"{where}: field 'meta.transcript' must be str, got {type(d['meta']['transcript']).__name__}")
     return ClipRecord(d['id'], root / d['video'], list(d['captions']), d['split'], root / d['audio'] if 'audio' in d else None,
-                      d.get('meta', {}), int(where.rsplit(':', 1)[1]))
+                      d.get('meta', {}), int(where.rsplit(':', 1)[1]), (float(d['start']), float(d['end'])) if 'start' in d else None)
 
 def read_manifest(path, split:str|None=None) -> list[ClipRecord]:
     "Read and check a JSON Lines manifest (optionally one split). Ids must be unique."
@@ -137,11 +144,14 @@ def clip_window(total:float, length:float, train:bool=False, generator:torch.Gen
     return (float(torch.rand(1, generator=generator)) * slack if train else slack / 2), length
 
 def decode_window(video, cfg:ModelConfig, train:bool=False, generator:torch.Generator|None=None, audio=None,
-                  allow_no_audio:bool=True) -> tuple[np.ndarray, torch.Tensor, bool]:
-    "The one way a clip becomes model inputs: its window's frames (T, H, W, 3) uint8, unnormalized spectrogram (1, F, T'), has_audio."
+                  allow_no_audio:bool=True, span:tuple[float, float]|None=None) -> tuple[np.ndarray, torch.Tensor, bool]:
+    """The one way a clip becomes model inputs: its window's frames (T, H, W, 3) uint8, unnormalized spectrogram
+    (1, F, T'), has_audio. The window lies in `span` (start, end seconds) when the clip is part of a longer file."""
     a = cfg.audio
     info = probe(video)
-    start, length = clip_window(info.duration, a.clip_seconds, train, generator)
+    offset, total = (span[0], span[1] - span[0]) if span else (0.0, info.duration)
+    start, length = clip_window(total, a.clip_seconds, train, generator)
+    start += offset
     clip = read_clip(video, cfg.video.num_frames, a.sample_rate, start, length, audio, allow_no_audio, info=info)
     if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
     return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end
@@ -149,7 +159,7 @@ def decode_window(video, cfg:ModelConfig, train:bool=False, generator:torch.Gene
 @patch
 def load_clip(self:VLSADataset, r:ClipRecord, g:torch.Generator) -> tuple[np.ndarray, torch.Tensor, bool]:
     "Decode the record's window (random when training): `decode_window`."
-    return decode_window(r.video, self.cfg, self.train, g, r.audio, self.allow_no_audio)
+    return decode_window(r.video, self.cfg, self.train, g, r.audio, self.allow_no_audio, r.span)
 
 def _reason(e:Exception, path) -> str:
     "The cause alone when the error names `path` (which the report names anyway), else the whole message."
@@ -241,7 +251,8 @@ def cache_key(records:list[ClipRecord], cfg:ModelConfig) -> str:
     for r in records:
         files = [r.video] + ([r.audio] if r.audio else [])
         stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else (str(f), -1, -1) for f in files]
-        h.update(json.dumps([r.id, r.split, r.captions, r.meta, stats], sort_keys=True, default=str).encode())
+        h.update(json.dumps([r.id, r.split, r.captions, r.meta, stats] + ([r.span] if r.span else []), sort_keys=True,
+                            default=str).encode())
     return h.hexdigest()[:20]
 
 def _one_thread():
@@ -250,7 +261,7 @@ def _one_thread():
 
 def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     "Worker: (frames uint8 (T, side, side, 3), spectrogram float16 (1, F, T'), has_audio) or the error text."
-    try: frames, spec, has_audio = decode_window(record.video, cfg, audio=record.audio)   # the centred window
+    try: frames, spec, has_audio = decode_window(record.video, cfg, audio=record.audio, span=record.span)   # the centred window
     except (MediaError, OSError) as e: return _reason(e, record.video)
     side = cache_settings(cfg)['side']
     x = resize_short_side(torch.as_tensor(frames).permute(0, 3, 1, 2).float(), side)   # (T, 3, nh, nw), 0-255

@@ -127,7 +127,8 @@ def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False, init_from=No
         pre = json.loads((Path(init_from) / 'config.json').read_text())['model']['audio']   # fine-tuning: the pre-training's
         cfg = override(cfg, {'model.audio.spec_mean': pre['spec_mean'], 'model.audio.spec_std': pre['spec_std']})
     if cfg.model.audio.spec_mean is None or cfg.model.audio.spec_std is None:   # the first run on this data measures them
-        mean, std = spectrogram_stats(VLSADataset(records, cfg, split=STAGE_DATA[stage][0], on_error=cfg.data.on_error, cache=cache))
+        split, text = STAGE_DATA[stage]   # the text too: pre-training data may have transcripts and no captions
+        mean, std = spectrogram_stats(VLSADataset(records, cfg, split=split, text=text, on_error=cfg.data.on_error, cache=cache))
         cfg = override(cfg, {'model.audio.spec_mean': mean, 'model.audio.spec_std': std})
     return cfg, records, cache
 

@@ -1,0 +1,147 @@
+"""The paper's data sets, each from its official files to a manifest and a score: a few generated clips named by the
+data set's ids, its annotation files in their exact format, and its quirks (a video without audio, a clip that was
+never downloaded). Then the manifest feeds an evaluation (or, for HowTo100M, a pre-training) with a tiny model."""
+import json, shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vlsa.config import get_config, override
+from vlsa.data import decode_window, read_manifest
+from vlsa.datasets import DatasetError, prepare, report_path
+from vlsa.media import probe, read_clip, write_media
+from vlsa.synth import generate
+from vlsa.train import evaluate_run, pretrain
+
+SMALL = ['model.encoder.width=32', 'model.encoder.heads=2', 'model.encoder.depth=1', 'model.decoder.width=32',
+         'model.decoder.heads=2', 'model.decoder.depth=1', 'model.embed_dim=16', 'data.num_workers=0']
+
+
+@pytest.fixture(scope='module')
+def clips(tmp_path_factory):
+    "Six generated SyncBench clips (mp4, H.264 and AAC, 4 s) to be named as each data set names its files."
+    root = tmp_path_factory.mktemp('datasets')
+    manifest = generate(root / 'syncbench', counts={'pretrain': 8, 'train': 0, 'val': 4, 'test': 0}, workers=1, progress=False)
+    return root, manifest, sorted((manifest.parent / 'clips').rglob('*.mp4'))
+
+
+@pytest.fixture(scope='module')
+def tiny_run(clips):
+    "A two-step pre-training on SyncBench: a tiny checkpoint (and its spectrogram statistics) to evaluate with."
+    root, manifest, _ = clips
+    cfg = override(get_config('tiny'), SMALL + [f'data.manifest={manifest}', f'data.cache_dir={root / "cache"}', 'pretrain.batch_size=4',
+                                                'pretrain.steps=2', 'pretrain.warmup_steps=1'])
+    return pretrain(cfg, name='tiny', out=root / 'runs', progress=False)
+
+
+def place(src:Path, dst:Path, audio:bool=True) -> Path:
+    "Copy a clip to `dst`; without `audio`, only its video stream (as the MSR-VTT videos that have no sound)."
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if audio: shutil.copy(src, dst)
+    else: write_media(dst, None, video_from=src)
+    return dst
+
+
+def evaluate(run, manifest):
+    return evaluate_run(run, [f'data.manifest={manifest}', f'data.cache_dir={Path(manifest).parent / "cache"}'], split='test')
+
+
+def test_msrvtt_from_its_files_to_a_score(clips, tiny_run, tmp_path):
+    _, _, mp4 = clips
+    root = tmp_path / 'msrvtt'
+    vids = [f'video{i}' for i in (0, 1, 2, 7010, 7011, 7012)]
+    (root / 'msrvtt_data').mkdir(parents=True)
+    (root / 'msrvtt_data' / 'MSRVTT_data.json').write_text(json.dumps({'info': {}, 'videos': [
+        {'video_id': v, 'id': i, 'category': 9, 'url': '', 'start time': 1.0, 'end time': 11.0,
+         'split': 'train' if i < 3 else 'test'} for i, v in enumerate(vids)],
+        'sentences': [{'video_id': v, 'sen_id': 20 * i + j, 'caption': f'{v} caption {j}'} for i, v in enumerate(vids) for j in range(20)]}))
+    (root / 'msrvtt_data' / 'MSRVTT_JSFUSION_test.csv').write_text(
+        'key,vid_key,video_id,sentence\n' + ''.join(f'ret{i},msr{v[5:]},{v},a person does {v}\n' for i, v in enumerate(vids[3:])))
+    (root / 'msrvtt_data' / 'MSRVTT_train.9k.csv').write_text('video_id\n' + ''.join(f'{v}\n' for v in vids[:3]))
+    for v, src in zip(vids[:5], mp4): place(src, root / 'videos' / 'all' / f'{v}.mp4', audio=v != 'video7011')   # video7012: never downloaded
+    out = prepare('msrvtt', root, tmp_path / 'manifests' / 'msrvtt.jsonl', progress=False)
+    report = json.loads(report_path(out).read_text())
+    assert report['missing'] == ['video7012'] and report['no_audio'] == ['video7011'] and report['unreadable'] == []
+    assert report['protocols'][0] | {'rules': ''} == {'name': 'msrvtt-1k-A', 'split': 'test', 'queries': 3, 'candidates': 3, 'rules': ''}
+    records = read_manifest(out)
+    assert [(r.id, r.split, len(r.captions)) for r in records] == [('video0', 'train', 20), ('video1', 'train', 20),
+                                                                   ('video2', 'train', 20), ('video7010', 'test', 1), ('video7011', 'test', 1)]
+    assert records[0].video.resolve() == (root / 'videos' / 'all' / 'video0.mp4').resolve() and not probe(records[-1].video).has_audio
+    table = evaluate(tiny_run, out)
+    assert table.loc['T->V', 'queries'] == 2 and np.isfinite(table.loc['T->V', 'R@1'])
+    with pytest.raises(DatasetError, match='1 clips missing, 0 unreadable, 1 without audio'):
+        prepare('msrvtt', root, tmp_path / 'strict.jsonl', strict=True, progress=False)
+
+
+def test_lsmdc_from_its_files_to_a_score(clips, tiny_run, tmp_path):
+    _, _, mp4 = clips
+    root = tmp_path / 'lsmdc'
+    ids = {'train': '1006_Slumdog_Millionaire_01.25.49.077-01.25.54.718', 'val': '3011_BLIND_DATING_01.11.23.496-01.11.25.853',
+           'test': ['3011_BLIND_DATING_01.12.00.000-01.12.02.000', '3011_BLIND_DATING_01.12.10.000-01.12.12.000']}
+    line = lambda c, s: f'{c}\t01.25.49.077\t01.25.54.718\t01.25.49.000\t01.25.55.000\t{s}\n'
+    root.mkdir()
+    (root / 'LSMDC16_annos_training.csv').write_text(line(ids['train'], 'SOMEONE runs.') + line(ids['train'], 'He looks "back".'))
+    (root / 'LSMDC16_annos_val.csv').write_text(line(ids['val'], 'A door opens.'))
+    (root / 'LSMDC16_challenge_1000_publictect.csv').write_text(''.join(line(c, f'SOMEONE smiles {i}.') for i, c in enumerate(ids['test'])))
+    (root / 'avi' / 'BLIND_DATING').mkdir(parents=True)
+    (root / 'avi' / 'BLIND_DATING' / f"{ids['test'][1]}.avi").write_bytes(b'')   # a failed download: an empty file
+    for c, src in zip([ids['train'], ids['val'], ids['test'][0]], mp4): place(src, root / 'avi' / c[5:-26] / f'{c}.avi')
+    out = prepare('lsmdc', root, tmp_path / 'lsmdc.jsonl', progress=False)
+    report = json.loads(report_path(out).read_text())
+    assert [u['id'] for u in report['unreadable']] == [ids['test'][1]] and 'empty file' in report['unreadable'][0]['cause']
+    assert report['written'] == {'test': 1, 'train': 1, 'val': 1} and report['protocols'][0]['candidates'] == 2
+    assert read_manifest(out)[0].captions == ['SOMEONE runs.', 'He looks "back".']
+    assert evaluate(tiny_run, out).loc['T->V', 'queries'] == 1
+
+
+def test_youcook2_steps_are_windows_of_their_video(clips, tiny_run, tmp_path):
+    _, _, mp4 = clips
+    root = tmp_path / 'youcook2'
+    root.mkdir()
+    (root / 'youcookii_annotations_trainval.json').write_text(json.dumps({'database': {
+        'GLd3aX16zBg': {'duration': 4.0, 'subset': 'training', 'recipe_type': '113', 'video_url': '',
+                        'annotations': [{'id': 0, 'segment': [0, 2], 'sentence': 'spread margarine on the bread'}]},
+        '9GX8f5EwwE4': {'duration': 4.0, 'subset': 'validation', 'recipe_type': '212', 'video_url': '',
+                        'annotations': [{'id': 0, 'segment': [0, 2], 'sentence': 'cut the onion'},
+                                        {'id': 1, 'segment': [2, 4], 'sentence': 'dice the onion'}]}}}))
+    place(mp4[0], root / 'raw_videos' / 'training' / '113' / 'GLd3aX16zBg.mp4')
+    place(mp4[1], root / 'raw_videos' / 'validation' / '212' / '9GX8f5EwwE4.webm')   # the layout and suffixes vary
+    out = prepare('youcook2', root, tmp_path / 'youcook2.jsonl', progress=False)
+    steps = [r for r in read_manifest(out) if r.split == 'test']
+    assert [(r.id, r.span) for r in steps] == [('9GX8f5EwwE4_000', (0.0, 2.0)), ('9GX8f5EwwE4_001', (2.0, 4.0))]
+    cfg = get_config('tiny').model
+    first, second = (decode_window(r.video, cfg, span=r.span)[0] for r in steps)
+    assert not np.array_equal(first, second)                                     # two steps, two parts of one file
+    direct = read_clip(steps[1].video, cfg.video.num_frames, cfg.audio.sample_rate, 2.0, cfg.audio.clip_seconds, allow_no_audio=True)
+    assert np.array_equal(second, direct.frames)                                  # the window starts where the step does
+    assert evaluate(tiny_run, out).loc['T->V', 'queries'] == 2
+
+
+def test_howto100m_segments_pretrain(clips, tmp_path):
+    _, manifest, mp4 = clips
+    root = tmp_path / 'howto100m'
+    root.mkdir()
+    vids = ['nVbIUDjzWY4', 'aJ2S0kW1v5Q', 'notInAudioSet']
+    (root / 'caption.json').write_text(json.dumps({v: {'start': [0.0, 2.0], 'end': [2.0, 4.0],
+                                                       'text': [f'{v} first words', 'then we tighten the chain']} for v in vids}))
+    (root / 'balanced_train_segments.csv').write_text(
+        '# Segments csv created Sun Mar  5 10:54:31 2017\n# num_ytids=2, num_segs=2, num_unique_labels=1, num_positive_labels=2\n'
+        '# YTID, start_seconds, end_seconds, positive_labels\n'
+        + ''.join(f'{v}, 30.000, 40.000, "/m/09x0r,/t/dd00088"\n' for v in vids[:2]))
+    for v, src in zip(vids, mp4): place(src, root / 'videos' / f'{v}.mp4')
+    out = prepare('howto100m', root, tmp_path / 'howto100m.jsonl', progress=False)
+    records = read_manifest(out)
+    assert [(r.id, r.span, r.transcript) for r in records][:2] == [('aJ2S0kW1v5Q_0000', (0.0, 2.0), 'aJ2S0kW1v5Q first words'),
+                                                                   ('aJ2S0kW1v5Q_0001', (2.0, 4.0), 'then we tighten the chain')]
+    assert len(records) == 4 and {r.split for r in records} == {'pretrain'}
+    # a pre-training run scores itself on a captioned val split: here SyncBench's, added with absolute paths
+    val = [dict(json.loads(l), video=str(manifest.parent / json.loads(l)['video'])) for l in manifest.read_text().splitlines()
+           if json.loads(l)['split'] == 'val']
+    with open(out, 'a') as f: f.writelines(json.dumps(r) + '\n' for r in val)
+    cfg = override(get_config('tiny'), SMALL + [f'data.manifest={out}', f'data.cache_dir={tmp_path / "cache"}', 'pretrain.batch_size=4',
+                                                'pretrain.steps=2', 'pretrain.warmup_steps=1', 'pretrain.log_every=1'])
+    run = pretrain(cfg, name='howto', out=tmp_path / 'runs', progress=False)
+    rows = [json.loads(l) for l in (run / 'log.jsonl').read_text().splitlines()]
+    assert len(rows) == 2 and all(np.isfinite(r['loss']) for r in rows)
