@@ -48,7 +48,7 @@ def evaluate(run, manifest):
     return evaluate_run(run, [f'data.manifest={manifest}', f'data.cache_dir={Path(manifest).parent / "cache"}'], split='test')
 
 
-def test_msrvtt_from_its_files_to_a_score(clips, tiny_run, tmp_path):
+def test_msrvtt_from_its_files_to_a_score(clips, tiny_run, tmp_path, capsys):
     _, _, mp4 = clips
     root = tmp_path / 'msrvtt'
     vids = [f'video{i}' for i in (0, 1, 2, 7010, 7011, 7012)]
@@ -69,8 +69,12 @@ def test_msrvtt_from_its_files_to_a_score(clips, tiny_run, tmp_path):
     assert [(r.id, r.split, len(r.captions)) for r in records] == [('video0', 'train', 20), ('video1', 'train', 20),
                                                                    ('video2', 'train', 20), ('video7010', 'test', 1), ('video7011', 'test', 1)]
     assert records[0].video.resolve() == (root / 'videos' / 'all' / 'video0.mp4').resolve() and not probe(records[-1].video).has_audio
-    table = evaluate(tiny_run, out)
-    assert table.loc['T->V', 'queries'] == 2 and np.isfinite(table.loc['T->V', 'R@1'])
+    table = evaluate(tiny_run, out)     # under the protocol that the report names: the missing video counts as a miss
+    assert table.attrs['protocol'] == 'msrvtt-1k-A' and np.isfinite(table.loc['T->V', 'R@1'])
+    assert table.loc['T->V', ['queries', 'n_total']].tolist() == [2, 3] and table.loc['V->T', 'n_total'] == 3
+    from vlsa.cli import main
+    assert main(['evaluate', str(tiny_run), '--set', f'data.manifest={out}', '--set', f'data.cache_dir={tmp_path / "cache"}']) == 0
+    assert 'protocol msrvtt-1k-A: R@K over its official 3 captions and 3 clips' in capsys.readouterr().out
     with pytest.raises(DatasetError, match='1 clips missing, 0 unreadable, 1 without audio'):
         prepare('msrvtt', root, tmp_path / 'strict.jsonl', strict=True, progress=False)
 

@@ -222,6 +222,10 @@ class DataConfig:
 class EvalConfig:
     "How retrieval is scored."
     ks: tuple[int, ...] = (1, 5, 10, 50)  # R@K reported (R@50 for text-audio, as the paper)
+    protocol: str = ''                    # a benchmark's named protocol (msrvtt-1k-A), from `vlsa data prepare`'s report
+    protocol_split: str = 'test'          # the split it scores
+    texts: int = 0                        # its official numbers of captions and clips: R@K counts over them, so that
+    clips: int = 0                        # a clip not downloaded (or silent, for audio) is a miss; 0: those present
 
 # %% ../nbs/00_config.ipynb #0543ceea
 @dataclass

@@ -14,7 +14,8 @@ from .media import MediaError, probe
 # %% auto #0
 __all__ = ['VIDEO_EXTS', 'PLAIN_GLOBALS', 'LSMDC_FILES', 'ADAPTERS', 'Protocol', 'Prepared', 'DatasetError', 'media_index',
            'need', 'read_csv_rows', 'PlainUnpickler', 'load_plain_pickle', 'find_file', 'read_msrvtt', 'read_lsmdc',
-           'read_youcook2', 'read_audioset_ids', 'read_howto100m', 'check_media', 'report_path', 'prepare']
+           'read_youcook2', 'read_audioset_ids', 'read_howto100m', 'check_media', 'report_path', 'prepare',
+           'protocol_settings']
 
 # %% ../nbs/07_datasets.ipynb #6a1f1fd8
 VIDEO_EXTS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')
@@ -244,3 +245,11 @@ def prepare(name:str, root, out, strict:bool=False, probe_files:bool=True, progr
               'protocols': [asdict(p) for p in prepared.protocols], 'notes': prepared.notes, **found}
     _write_atomically(report_path(out), json.dumps(report, indent=1) + '\n')
     return out
+
+def protocol_settings(manifest, split:str) -> dict:
+    "The `eval.*` settings of the protocol that `prepare`'s report beside `manifest` names for `split` (none: {})."
+    report = report_path(manifest)
+    if not report.is_file(): return {}
+    p = next((p for p in json.loads(report.read_text()).get('protocols', []) if p['split'] == split), None)
+    return {} if p is None else {'eval.protocol': p['name'], 'eval.protocol_split': split, 'eval.texts': p['queries'],
+                                 'eval.clips': p['candidates']}

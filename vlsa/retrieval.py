@@ -161,8 +161,10 @@ def _captions(captions_of, n_items:int, n_texts:int) -> tuple[list[list[int]], t
 # %% ../nbs/20_retrieval.ipynb #2818cba7
 def retrieval_table(emb:dict, captions_of:Sequence[Sequence[int]]|None=None, directions:Sequence[str]=DIRECTIONS,
                     ks:Sequence[int]=(1, 5, 10, 50), ties:str='mean', count_missing:bool=False,
-                    chunk:int|None=None, device=None):
-    "One row of R@k, MdR, MnR per retrieval direction, from global embeddings `emb` (video, audio, text[, has_audio])."
+                    chunk:int|None=None, device=None, totals:dict[str, int]|None=None):
+    """One row of R@k, MdR, MnR per retrieval direction, from global embeddings `emb` (video, audio, text[, has_audio]).
+    `totals` ({'texts': N, 'clips': M}, a benchmark protocol's official counts) makes R@K of every direction count over
+    them: a caption or clip that is absent (not downloaded) or silent is a miss."""
     import pandas as pd
     video, audio, text = (_as_tensor(emb[k]).float() if k in emb else None for k in ('video', 'audio', 'text'))
     n = len(video if video is not None else audio)
@@ -177,8 +179,9 @@ def retrieval_table(emb:dict, captions_of:Sequence[Sequence[int]]|None=None, dir
         needs = set(src) | set(dst.replace('+', ''))
         missing = [m for m, x in (('V', video), ('A', audio), ('T', text)) if m in needs and x is None]
         if missing: raise ValueError(f'{d} needs the {"/".join(missing)} embeddings, which emb lacks')
+        official = (totals or {}).get('texts' if src == 'T' else 'clips')
         run = lambda q, c, gt, n_total=None: metrics_from_ranks(embedding_ranks(q, c, gt, ties, chunk, device), ks,
-                                                                n_total if count_missing else None)
+                                                                official or (n_total if count_missing else None))
         if d == 'T->V': rows[d] = run(text, video, item_of)
         elif d == 'V->T': rows[d] = run(video, text, captions_of)
         elif d == 'T->A':
@@ -232,10 +235,10 @@ def plot_recall(table, title:str='Recall at K'):
     return fig
 
 def evaluate(model, loader, directions:Sequence[str]=DIRECTIONS, ks:Sequence[int]=(1, 5, 10, 50), ties:str='mean',
-             count_missing:bool=False, device=None, progress:bool=True, figure:str|None=None):
-    "Embed the data set once and return the retrieval table; with `figure`, save the R@K plot there."
+             count_missing:bool=False, device=None, progress:bool=True, figure:str|None=None, totals:dict|None=None):
+    "Embed the data set once and return the retrieval table (`totals`: a protocol's counts); with `figure`, save the R@K plot."
     emb, captions_of = embed_dataset(model, loader, device, progress)
-    table = retrieval_table(emb, captions_of, directions, ks, ties, count_missing, device=device)
+    table = retrieval_table(emb, captions_of, directions, ks, ties, count_missing, device=device, totals=totals)
     if figure:
         import matplotlib.pyplot as plt
         fig = plot_recall(table); fig.savefig(figure, dpi=120); plt.close(fig)

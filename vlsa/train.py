@@ -15,6 +15,7 @@ from torch import nn
 from .checkpoint import latest_checkpoint, load_checkpoint, load_weights, save_checkpoint
 from .config import Config, ConfigError, TrainConfig, config_to_json, load_config, override, seed_everything, to_dict
 from .data import ClipCache, DataError, Loader, VLSADataset, collate, spectrogram_stats
+from .datasets import protocol_settings
 from .model import VLSA
 from .objectives import OBJECTIVES
 
@@ -144,9 +145,14 @@ def eval_loader(cfg:Config, records, cache, split:str, batch:int=64):
     return make_loader(ds, batch_size=batch, shuffle=False, num_workers=0, max_bad_fraction=cfg.data.max_bad_fraction)
 
 def evaluate_model(model:VLSA, cfg:Config, records, cache, split:str, device=None):
-    "The retrieval table of `model` on `split` (text, video and audio in every direction)."
+    "The retrieval table of `model` on `split` (text, video and audio in every direction), under the split's protocol if it has one."
     from vlsa.retrieval import evaluate
-    return evaluate(model, eval_loader(cfg, records, cache, split), ks=cfg.eval.ks, device=device, progress=False)
+    e = cfg.eval
+    scored = bool(e.protocol) and split == e.protocol_split
+    table = evaluate(model, eval_loader(cfg, records, cache, split), ks=e.ks, device=device, progress=False,
+                     totals={'texts': e.texts, 'clips': e.clips} if scored else None)
+    table.attrs['protocol'] = e.protocol if scored else ''
+    return table
 
 # %% ../nbs/30_train.ipynb #257ed4ba
 class _Stop:
@@ -396,6 +402,7 @@ def evaluate_run(path, overrides:list[str]=(), split:str|None=None):
     fixed = [o for o in overrides if not o.startswith(('data.', 'eval.'))]
     if fixed: raise ConfigError(f'--set {fixed[0]}: evaluate scores the run as it was trained; it changes only data.* and eval.*')
     cfg = load_config(run_dir / 'config.json', list(overrides))
+    if not cfg.eval.protocol: cfg = override(cfg, protocol_settings(cfg.data.manifest, split or cfg.data.test_split))
     model = VLSA.from_pretrained(root)    # the one run loader (its latest complete checkpoint, or the one named)
     try:
         cfg, records, cache = stage_data(cfg, 'pretrain')
