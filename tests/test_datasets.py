@@ -11,7 +11,7 @@ import torch
 from vlsa.config import get_config, override
 from vlsa.data import decode_window, read_manifest
 from vlsa.datasets import DatasetError, prepare, report_path
-from vlsa.media import probe, read_clip, write_media
+from vlsa.media import MediaError, probe, read_clip, write_media
 from vlsa.synth import generate
 from vlsa.train import evaluate_run, pretrain
 
@@ -116,10 +116,14 @@ def test_youcook2_steps_are_windows_of_their_video(clips, tiny_run, tmp_path):
     steps = [r for r in read_manifest(out) if r.split == 'test']
     assert [(r.id, r.span) for r in steps] == [('9GX8f5EwwE4_000', (0.0, 2.0)), ('9GX8f5EwwE4_001', (2.0, 4.0))]
     cfg = get_config('tiny').model
-    first, second = (decode_window(r.video, cfg, span=r.span)[0] for r in steps)
-    assert not np.array_equal(first, second)                                     # two steps, two parts of one file
-    direct = read_clip(steps[1].video, cfg.video.num_frames, cfg.audio.sample_rate, 2.0, cfg.audio.clip_seconds, allow_no_audio=True)
-    assert np.array_equal(second, direct.frames)                                  # the window starts where the step does
+    for r in steps:   # each step's frames come from its own 2 s, not from the step after it (the window is 4 s long)
+        frames = decode_window(r.video, cfg, span=r.span)[0]
+        direct = read_clip(r.video, cfg.video.num_frames, cfg.audio.sample_rate, r.span[0], 2.0, allow_no_audio=True)
+        assert np.array_equal(frames, direct.frames), r.id
+    tail = decode_window(steps[1].video, cfg, span=(3.5, 9.0))[0]                  # past the file's end: cut at the end
+    assert np.array_equal(tail, read_clip(steps[1].video, cfg.video.num_frames, cfg.audio.sample_rate, 3.5,
+                                          probe(steps[1].video).duration - 3.5, allow_no_audio=True).frames)
+    with pytest.raises(MediaError, match='past the end of the file'): decode_window(steps[1].video, cfg, span=(5.0, 9.0))
     assert evaluate(tiny_run, out).loc['T->V', 'queries'] == 2
 
 

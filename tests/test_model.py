@@ -161,3 +161,20 @@ def test_tiny_model_overfits_eight_random_clips():
     assert torch.equal((a @ v.T).argmax(1), target) and torch.equal((v @ a.T).argmax(1), target)
     assert torch.equal((a @ t.T).argmax(1), target) and torch.equal((t @ a.T).argmax(1), target)
 
+
+
+@pytest.mark.parametrize('case', ['gam', 'vtm', 'no-matching', 'lpmm-only'])
+def test_a_seed_gives_the_initial_weights_it_gave_before_the_objectives_moved(case):
+    """The objectives left the network after fec2c11; seed 0 still draws the same initial weights for the network and
+    the objective, and leaves torch's generator where it was (`VLSA._draw_as_before_2026_12`), so tables made before
+    still follow from the code. Fingerprints from tests/fixtures/init-fec2c11/make.py run at fec2c11."""
+    import json, sys
+    from pathlib import Path
+    here = Path(__file__).parent / 'fixtures' / 'init-fec2c11'
+    sys.path.insert(0, str(here))
+    try: from make import CASES, fingerprint, initial_state
+    finally: sys.path.remove(str(here))
+    then = json.loads((here / 'fingerprints.json').read_text())[case]
+    now = fingerprint(initial_state(override(get_config('tiny'), ['model.encoder.depth=1', 'model.decoder.depth=1'] + CASES[case])))
+    assert sorted(now) == sorted(then)
+    for k, v in then.items(): assert now[k] == pytest.approx(v, rel=1e-6, abs=1e-9), k

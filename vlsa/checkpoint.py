@@ -136,13 +136,12 @@ def load_weights(path, model:torch.nn.Module, strict:bool=True):
         raise CheckpointError(f'{file}: does not fit the model ({detail[:300]}{"..." if len(detail) > 300 else ""})') from None
 
 def objective_weights(file:Path) -> dict[str, torch.Tensor]:
-    """A training objective's weights for the model file `file`: those saved in it (`save_pretrained(..., objective=)`,
-    or a model of before 2026-12), else those of the run checkpoint it belongs to; empty if neither has any."""
-    _, saved = split_objective(read_tensors(file))
-    trainer = Path(file).parent / 'trainer.safetensors'
-    if saved or not trainer.exists(): return saved
-    prefix = f'extra.{OBJECTIVE}'
-    return {k[len(prefix):]: v for k, v in read_tensors(trainer).items() if k.startswith(prefix)}
+    """A training objective's weights for the model file `file`: those of the run checkpoint it belongs to (its
+    `trainer.safetensors`), else those saved in it (`save_pretrained(..., objective=)`, or a pre-training model of
+    before 2026-12, whose fine-tuned descendants also carry them); empty if neither has any."""
+    trainer, prefix = Path(file).parent / 'trainer.safetensors', f'extra.{OBJECTIVE}'
+    kept = {k[len(prefix):]: v for k, v in read_tensors(trainer).items() if k.startswith(prefix)} if trainer.exists() else {}
+    return kept or split_objective(read_tensors(file))[1]
 
 def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None, generators=None, extra=None) -> dict:
     "Restore a checkpoint folder into the given objects; returns the `info` saved with it."
@@ -156,7 +155,11 @@ def load_checkpoint(path, model:torch.nn.Module, optimizer=None, scheduler=None,
         try: module.load_state_dict(state)
         except RuntimeError as e: raise CheckpointError(f'{path}: its {name} weights do not fit ({" ".join(str(e).split())[:300]})') from None
     trainer = json.loads((path / 'trainer.json').read_text())
-    if optimizer is not None: optimizer.load_state_dict(_optimizer_join(tensors, trainer['optimizer']))
+    if optimizer is not None:
+        try: optimizer.load_state_dict(_optimizer_join(tensors, trainer['optimizer']))
+        except (ValueError, KeyError) as e:   # other parameters: another version's objective (before 2026-12), another model
+            raise CheckpointError(f'{path}: its optimizer state does not fit this run ({e}); start the run again '
+                                  '(--overwrite) or fine-tune from its weights (--init)') from None
     if scheduler is not None: scheduler.load_state_dict(trainer['scheduler'])
     set_rng_state(tensors, trainer['rng'], generators)
     return trainer['info']

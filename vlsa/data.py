@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_data.ipynb #1d5e239d
 from __future__ import annotations
-import contextlib, hashlib, json, logging
+import contextlib, hashlib, json, logging, math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,8 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
         if not isinstance(v, kind) or isinstance(v, bool):
             raise ManifestError(f"{where}: field '{k}' must be {'a number' if len(kind) > 1 else kind[0].__name__}, got {type(v).__name__}")
     if ('start' in d) != ('end' in d): raise ManifestError(f"{where}: fields 'start' and 'end' go together")
+    if 'start' in d and not all(math.isfinite(d[k]) for k in ('start', 'end')):
+        raise ManifestError(f"{where}: 'start' and 'end' must be finite numbers of seconds")
     if 'start' in d and not 0 <= d['start'] < d['end']:
         raise ManifestError(f"{where}: 'start' ({d['start']}) must be at least 0 and before 'end' ({d['end']})")
     for k in ('id', 'video', 'split', 'audio'):
@@ -146,12 +148,17 @@ def clip_window(total:float, length:float, train:bool=False, generator:torch.Gen
 def decode_window(video, cfg:ModelConfig, train:bool=False, generator:torch.Generator|None=None, audio=None,
                   allow_no_audio:bool=True, span:tuple[float, float]|None=None) -> tuple[np.ndarray, torch.Tensor, bool]:
     """The one way a clip becomes model inputs: its window's frames (T, H, W, 3) uint8, unnormalized spectrogram
-    (1, F, T'), has_audio. The window lies in `span` (start, end seconds) when the clip is part of a longer file."""
+    (1, F, T'), has_audio. With `span` (start, end seconds: the clip is part of a longer file) the window stays inside
+    it, and inside the file: a shorter span gives its frames spread over it and its sound padded with silence."""
     a = cfg.audio
     info = probe(video)
-    offset, total = (span[0], span[1] - span[0]) if span else (0.0, info.duration)
+    if span is None: offset, total = 0.0, info.duration
+    else:
+        end = min(span[1], info.duration) if info.duration else span[1]
+        if end <= span[0]: raise MediaError(video, f'the clip spans {span[0]:g}-{span[1]:g} s, past the end of the file ({info.duration:.2f} s)')
+        offset, total = span[0], end - span[0]
     start, length = clip_window(total, a.clip_seconds, train, generator)
-    start += offset
+    start, length = start + offset, (min(length, total) if span else length)
     clip = read_clip(video, cfg.video.num_frames, a.sample_rate, start, length, audio, allow_no_audio, info=info)
     if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
     return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end

@@ -41,10 +41,11 @@ class DatasetError(ValueError):
     "An official file that is missing or not in its publisher's format: names the file and the cause."
 
 def media_index(root:Path, exts=VIDEO_EXTS) -> dict[str, Path]:
-    "Every media file under `root` by its name without extension (the ids data sets name their files by); first in sorted order wins."
+    """Every media file under `root` (symbolic links to folders followed) by its name without extension, the id
+    data sets name their files by; where two share a name, the first in sorted order."""
+    paths = [Path(d) / f for d, _, files in os.walk(Path(root).resolve(), followlinks=True) for f in files]
     found = {}
-    for path in sorted(p for p in Path(root).resolve().rglob('*') if p.suffix.lower() in exts and p.is_file()):
-        found.setdefault(path.stem, path)
+    for path in sorted(p for p in paths if p.suffix.lower() in exts and p.is_file()): found.setdefault(path.stem, path)
     return found
 
 def need(path:Path) -> Path:
@@ -52,11 +53,13 @@ def need(path:Path) -> Path:
     if not path.is_file(): raise DatasetError(f'{path}: not found (an official annotation file of this data set)')
     return path
 
-def read_csv_rows(path:Path, delimiter:str=',', header:bool=True, columns:int|None=None) -> list[dict]|list[list[str]]:
-    "Rows of an official CSV/TSV file: dicts by its header, or lists of `columns` fields; errors name file and line."
-    with open(need(path), newline='', encoding='utf-8') as f:
+def read_csv_rows(path:Path, delimiter:str=',', header:bool=True, columns:int|None=None, needs:tuple=()) -> list[dict]|list[list[str]]:
+    "Rows of an official CSV/TSV file: dicts by its header (which must name `needs`), or lists of `columns` fields; errors name file and line."
+    with open(need(path), newline='', encoding='utf-8-sig') as f:   # a byte-order mark, as spreadsheets write, is allowed
         reader = csv.DictReader(f, delimiter=delimiter) if header else csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE)
         rows = list(reader)
+    if header and needs and not set(needs) <= set(reader.fieldnames or ()):
+        raise DatasetError(f"{path}: expected the columns {', '.join(needs)}, found {', '.join(reader.fieldnames or ()) or 'none'}")
     if columns is not None:
         for n, row in enumerate(rows, 1):
             if len(row) != columns: raise DatasetError(f'{path}:{n}: expected {columns} tab-separated fields, got {len(row)}')
@@ -72,12 +75,19 @@ class PlainUnpickler(pickle.Unpickler):
         if (module, name) in PLAIN_GLOBALS: return super().find_class(module, name)
         raise pickle.UnpicklingError(f'refused to load {module}.{name}: only plain containers, strings and numbers are read')
 
+def _plain(x):
+    "`x` with every dict-like as a dict: a defaultdict's factory and any attribute a pickle set on an instance go."
+    if isinstance(x, (str, int, float, bool, type(None))): return x
+    if isinstance(x, dict): return {_plain(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, set, frozenset)): return type(x)(_plain(v) for v in x)
+    raise DatasetError(f'a {type(x).__name__} is not plain data')
+
 def load_plain_pickle(path) -> object:
-    "The contents of a pickle of plain data, or DatasetError naming the file (a pickle that would run code is refused)."
+    "The contents of a pickle of plain data as plain Python, or DatasetError naming the file (a pickle that would run code is refused)."
     with open(need(Path(path)), 'rb') as f:
-        try: return PlainUnpickler(f).load()
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-            raise DatasetError(f'{path}: not a pickle of plain data ({e})') from None
+        try: return _plain(PlainUnpickler(f).load())
+        except Exception as e:   # whatever a damaged or hostile file raises, it is named with the file
+            raise DatasetError(f'{path}: not a pickle of plain data ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/07_datasets.ipynb #560c8ddd
 def find_file(root:Path, *names:str) -> Path:
@@ -111,19 +121,18 @@ def read_msrvtt(root, train:str='9k') -> Prepared:
     root = Path(root)
     official, captions = _msrvtt_annotations(root)
     test_csv = find_file(root, 'MSRVTT_JSFUSION_test.csv')
-    test = read_csv_rows(test_csv)
-    if test and not {'video_id', 'sentence'} <= set(test[0]): raise DatasetError(f'{test_csv}: expected the columns video_id and sentence')
+    test = read_csv_rows(test_csv, needs=('video_id', 'sentence'))
     train_csv = find_file(root, f'MSRVTT_train.{train}.csv')
-    train_ids = [r['video_id'] for r in read_csv_rows(train_csv)]
+    train_ids = [r['video_id'] for r in read_csv_rows(train_csv, needs=('video_id',))]
     media = media_index(root)
     def record(vid, split, caps): return {'id': vid, 'video': media.get(vid), 'captions': caps, 'split': split}
     records = [record(v, 'train', captions.get(v, [])) for v in train_ids]
     held = set(train_ids) | {r['video_id'] for r in test}
-    records += [record(v, 'val', captions[v]) for v in sorted(official, key=lambda v: int(v[5:]) if v[5:].isdigit() else v)
-                if v not in held]
+    number = lambda v: (0, int(v[5:]), v) if v.startswith('video') and v[5:].isdigit() else (1, 0, v)   # video2 before video10
+    records += [record(v, 'val', captions[v]) for v in sorted(official, key=number) if v not in held]
     records += [record(r['video_id'], 'test', [r['sentence']]) for r in test]
     no_caption = [r['id'] for r in records if not r['captions']]
-    if no_caption: raise DatasetError(f'{train_csv}: {len(no_caption)} videos have no caption in the annotation JSON ({no_caption[0]}, ...)')
+    if no_caption: raise DatasetError(f'{root}: {len(no_caption)} videos of the lists have no caption in the annotation JSON ({no_caption[0]}, ...)')
     rules = ('one caption per video, from the 1k-A CSV; a video without audio stays a candidate, its audio silent; a '
              'video not on disk counts as a miss, the denominator staying 1,000')
     return Prepared('msrvtt', records, [Protocol('msrvtt-1k-A', 'test', len(test), len({r['video_id'] for r in test}), rules)],
@@ -161,7 +170,7 @@ def read_youcook2(root) -> Prepared:
         if split is None: continue
         for a in v['annotations']:
             start, end = (float(t) for t in a['segment'])
-            if end <= start: continue   # an empty step: nothing to show
+            if not 0 <= start < end: continue   # an empty (or impossible) step: nothing to show
             records.append({'id': f"{vid}_{int(a['id']):03d}", 'video': media.get(vid), 'captions': [a['sentence'].strip()],
                             'split': split, 'start': start, 'end': end})
     n = sum(r['split'] == 'test' for r in records)
@@ -192,8 +201,9 @@ def read_howto100m(root, segments:list|None=None) -> Prepared:
     media, records = media_index(root), []
     for vid in sorted(set(captions) & audioset):
         c = captions[vid]
+        if not isinstance(c, dict) or not {'start', 'end', 'text'} <= set(c): raise DatasetError(f"{f}: video {vid}: expected lists 'start', 'end' and 'text'")
         for i, (start, end, text) in enumerate(zip(c['start'], c['end'], c['text'])):
-            if float(end) > float(start) and str(text).strip():
+            if 0 <= float(start) < float(end) and str(text).strip():
                 records.append({'id': f'{vid}_{i:04d}', 'video': media.get(vid), 'captions': [], 'split': 'pretrain',
                                 'start': float(start), 'end': float(end), 'meta': {'transcript': str(text).strip()}})
     notes = [f'{len(captions)} videos with ASR captions, {len(audioset)} in the AudioSet lists, {len(set(captions) & audioset)} in both']
@@ -235,15 +245,16 @@ def prepare(name:str, root, out, strict:bool=False, probe_files:bool=True, progr
     found = check_media(prepared.records, probe_files, progress)
     if strict and any(found.values()):
         raise DatasetError(f"{root}: {len(found['missing'])} clips missing, {len(found['unreadable'])} unreadable, "
-                           f"{len(found['no_audio'])} without audio (strict mode; without it they are listed and left out)")
+                           f"{len(found['no_audio'])} without audio (strict mode; without it all are listed, and the "
+                           "missing and unreadable ones left out)")
     out, gone = Path(out), set(found['missing']) | {u['id'] for u in found['unreadable']}
     kept = [{**r, 'video': os.path.relpath(r['video'], out.parent.resolve())} for r in prepared.records if r['id'] not in gone]
-    _write_atomically(out, ''.join(json.dumps(r) + '\n' for r in kept))
     count = lambda rs: dict(sorted(Counter(r['split'] for r in rs).items()))
     report = {'data_set': name, 'root': str(Path(root).resolve()), 'manifest': out.name, 'options': options,
               'annotated': count(prepared.records), 'written': count(kept), 'media_probed': probe_files,
               'protocols': [asdict(p) for p in prepared.protocols], 'notes': prepared.notes, **found}
-    _write_atomically(report_path(out), json.dumps(report, indent=1) + '\n')
+    _write_atomically(report_path(out), json.dumps(report, indent=1, default=str) + '\n')   # the report first: a manifest
+    _write_atomically(out, ''.join(json.dumps(r) + '\n' for r in kept))                    # is never there without it
     return out
 
 def protocol_settings(manifest, split:str) -> dict:

@@ -29,7 +29,7 @@ class Objective(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path, revision:str|None=None, map_location='cpu'):
         """The network as `VLSA.from_pretrained` loads it, with this objective's weights from the same place: a run's
-        checkpoint, or a folder saved with `save_pretrained(..., objective=)`."""
+        checkpoint, or a folder saved with `save_pretrained(..., objective=)`. In training mode, ready to go on."""
         cfg, weights = locate(name_or_path, revision)
         model = VLSA(cfg)
         load_weights(weights, model)

@@ -402,7 +402,9 @@ def evaluate_run(path, overrides:list[str]=(), split:str|None=None):
     fixed = [o for o in overrides if not o.startswith(('data.', 'eval.'))]
     if fixed: raise ConfigError(f'--set {fixed[0]}: evaluate scores the run as it was trained; it changes only data.* and eval.*')
     cfg = load_config(run_dir / 'config.json', list(overrides))
-    if not cfg.eval.protocol: cfg = override(cfg, protocol_settings(cfg.data.manifest, split or cfg.data.test_split))
+    if not cfg.eval.protocol or any(o.startswith('data.manifest=') for o in overrides):   # other data: its own protocol, or none
+        cfg = override(cfg, {'eval.protocol': '', 'eval.texts': 0, 'eval.clips': 0,
+                             **protocol_settings(cfg.data.manifest, split or cfg.data.test_split)})
     model = VLSA.from_pretrained(root)    # the one run loader (its latest complete checkpoint, or the one named)
     try:
         cfg, records, cache = stage_data(cfg, 'pretrain')
