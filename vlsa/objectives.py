@@ -54,7 +54,7 @@ class Pretraining(Objective):
         self.heads.apply(init_weights)   # as the network's own linear layers
 
     def forward(self, batch:dict, generator:torch.Generator|None=None) -> dict[str, torch.Tensor]:
-        "A dict with `loss` (the weighted total) and every named term. Both objectives see the same masks."
+        "A dict with `loss` (the weighted total) and every named term. LPMM and GAM see the same masks."
         m, cfg = self.model, self.model.cfg
         video, spec = batch['video'], batch['audio']
         B, dev = video.shape[0], video.device
