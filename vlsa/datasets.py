@@ -22,7 +22,7 @@ VIDEO_EXTS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')
 
 @dataclass
 class Protocol:
-    "How a benchmark's split is scored, by name: the tables print it beside the numbers."
+    "How a benchmark's split is scored, by name: the report stores it, `vlsa evaluate` applies it and prints it."
     name: str                    # 'msrvtt-1k-A'
     split: str                   # the manifest split it scores
     queries: int                 # text queries in the official protocol
@@ -62,7 +62,7 @@ def read_csv_rows(path:Path, delimiter:str=',', header:bool=True, columns:int|No
         raise DatasetError(f"{path}: expected the columns {', '.join(needs)}, found {', '.join(reader.fieldnames or ()) or 'none'}")
     if columns is not None:
         for n, row in enumerate(rows, 1):
-            if len(row) != columns: raise DatasetError(f'{path}:{n}: expected {columns} tab-separated fields, got {len(row)}')
+            if len(row) != columns: raise DatasetError(f'{path}:{n}: expected {columns} {"tab-separated " if delimiter == chr(9) else ""}fields, got {len(row)}')
     return rows
 
 # %% ../nbs/07_datasets.ipynb #ab1c9edf
