@@ -153,3 +153,83 @@ def test_howto100m_segments_pretrain(clips, tmp_path):
     run = pretrain(cfg, name='howto', out=tmp_path / 'runs', progress=False)
     rows = [json.loads(l) for l in (run / 'log.jsonl').read_text().splitlines()]
     assert len(rows) == 2 and all(np.isfinite(r['loss']) for r in rows)
+
+
+def sound_of(src:Path, dst:Path) -> Path:
+    "The sound of a clip alone, as a WAV file (as AudioCaps downloaders and SoundDescs ship them)."
+    from vlsa.media import read_audio
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return write_media(dst, None, audio=read_audio(src, 22_050)[0], sample_rate=22_050, audio_codec='pcm_s16le')
+
+
+def finetune_on(manifest, init, out, **stage):
+    "A two-step fine-tuning of `init` on `manifest` (batches of 2): the sound-only path trains."
+    from vlsa.train import finetune
+    cfg = override(get_config('tiny'), SMALL + [f'data.manifest={manifest}', f'data.cache_dir={Path(manifest).parent / "cache"}',
+                                                'finetune.batch_size=2', 'finetune.steps=2', 'finetune.warmup_steps=1',
+                                                'finetune.log_every=1', 'finetune.eval_every=0'])
+    return finetune(cfg, init_from=init, name='ft', out=out, progress=False)
+
+
+def test_audiocaps_is_sound_only_from_its_files_to_a_score(clips, tiny_run, tmp_path, capsys):
+    _, _, mp4 = clips
+    root = tmp_path / 'audiocaps'
+    rows = {'train': [(1, 'r1nicOVtvkQ', 130, 'A woman talks nearby as water pours'), (2, 'UDGBjjwyaqE', 20, 'Clanging and clanking')],
+            'val': [(10 + i, 'rqfQRErjfk8', 170, f'A crowd cheers {i}') for i in range(5)],
+            'test': [(20 + i, y, 30, f'{y} sound {i}') for y in ('--0w1YA1Hm4', 'AZ3wZX9-_lU', 'neverFetched') for i in range(5)]}
+    (root / 'dataset').mkdir(parents=True)
+    for split, rs in rows.items():
+        (root / 'dataset' / f'{split}.csv').write_text('audiocap_id,youtube_id,start_time,caption\n' + ''.join(f'{a},{y},{s},{c}\n' for a, y, s, c in rs))
+    names = ['Yr1nicOVtvkQ.wav', 'UDGBjjwyaqE_20.wav', 'rqfQRErjfk8.wav', '--0w1YA1Hm4.wav', 'YAZ3wZX9-_lU_30.wav']
+    for name, src in zip(names, mp4): sound_of(src, root / 'audio' / name)   # neverFetched: a row whose clip is missing
+    out = prepare('audiocaps', root, tmp_path / 'manifests' / 'audiocaps.jsonl', progress=False)
+    report = json.loads(report_path(out).read_text())
+    assert report['missing'] == ['neverFetched'] and report['unreadable'] == [] and report['written'] == {'test': 2, 'train': 2, 'val': 1}
+    records = read_manifest(out)
+    assert all(r.video is None and r.audio.suffix == '.wav' for r in records) and len(records[-1].captions) == 5
+    table = evaluate(tiny_run, out)   # text and audio only, under the protocol: 15 captions and 3 clips, one of them missing
+    assert table.attrs['protocol'] == 'audiocaps-test' and list(table.index) == ['T->A', 'A->T']
+    assert table.loc['T->A', ['queries', 'n_total']].tolist() == [10, 15] and table.loc['A->T', ['queries', 'n_total']].tolist() == [2, 3]
+    run = finetune_on(out, tiny_run, tmp_path / 'runs')
+    logged = [json.loads(l) for l in (run / 'log.jsonl').read_text().splitlines()]
+    assert all(r['ft_text_video_nce'] == 0 and r['ft_text_audio_nce'] > 0 for r in logged)   # sound only: text-audio trains
+    assert list(json.loads((run / 'summary.json').read_text())['retrieval']) == ['T->A', 'A->T']
+    from vlsa.cli import main
+    assert main(['evaluate', str(run)]) == 0 and 'protocol audiocaps-test' in capsys.readouterr().out
+
+
+def test_sounddescs_reads_its_pickles_safely_and_scores_sound_only(clips, tiny_run, tmp_path):
+    import pickle
+    from collections import defaultdict
+    _, _, mp4 = clips
+    root = tmp_path / 'sounddescs'
+    ids = {'train': ['nhu05094136', '07016013'], 'val': ['07062167'], 'test': ['nhu05030045', '07051146']}
+    (root / 'pkls').mkdir(parents=True)
+    (root / 'pkls' / 'descriptions.pkl').write_bytes(pickle.dumps(defaultdict(str, {i.upper(): f'recording {i}: birds and a bell'
+                                                                                  for s in ids.values() for i in s})))
+    for split, names in ids.items(): (root / f'{split}_list.txt').write_text('\n'.join(names) + '\n')
+    for i, src in zip([i for s in ids.values() for i in s], mp4): sound_of(src, root / 'audio' / f'{i.upper()}.wav')
+    out = prepare('sounddescs', root, tmp_path / 'sounddescs.jsonl', progress=False)
+    assert json.loads(report_path(out).read_text())['written'] == {'test': 2, 'train': 2, 'val': 1}
+    table = evaluate(tiny_run, out)
+    assert table.attrs['protocol'] == 'sounddescs-test' and table.loc['T->A', 'n_total'] == 2 and 'T->V' not in table.index
+    assert finetune_on(out, tiny_run, tmp_path / 'runs').joinpath('checkpoints', 'final').is_dir()
+    class Hostile:   # a descriptions file that would run a command when unpickled
+        def __reduce__(self): return (shutil.rmtree, (str(root),))
+    (root / 'pkls' / 'descriptions.pkl').write_bytes(pickle.dumps({'07051146': Hostile()}))
+    with pytest.raises(DatasetError, match='refused to load shutil.rmtree'): prepare('sounddescs', root, tmp_path / 'x.jsonl', progress=False)
+    assert root.is_dir()
+
+
+def test_pretraining_refuses_clips_that_are_only_sound(clips, tmp_path):
+    from vlsa.data import DataError
+    _, manifest, mp4 = clips
+    sound = sound_of(mp4[0], tmp_path / 'a.wav')
+    lines = [json.loads(l) for l in manifest.read_text().splitlines()]
+    lines = [dict(l, video=str(manifest.parent / l['video'])) for l in lines]
+    lines[0] = {k: v for k, v in lines[0].items() if k != 'video'} | {'audio': str(sound)}
+    (tmp_path / 'm.jsonl').write_text(''.join(json.dumps(l) + '\n' for l in lines))
+    cfg = override(get_config('tiny'), SMALL + [f'data.manifest={tmp_path / "m.jsonl"}', f'data.cache_dir={tmp_path / "cache"}', 'pretrain.batch_size=4',
+                                                'pretrain.steps=1'])
+    with pytest.raises(DataError, match="clips of split 'pretrain' are only sound"): pretrain(cfg, name='p', out=tmp_path / 'runs', progress=False)
+    assert not (tmp_path / 'runs' / 'p').exists()

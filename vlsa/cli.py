@@ -220,8 +220,9 @@ def evaluate_command(argv:list[str]) -> int:
     try: table = evaluate_run(args.run, args.overrides, args.split)
     except (ConfigError, DataError, FileNotFoundError, ValueError) as e: return fail('evaluate', e)
     if table.attrs.get('protocol'):
-        print(f"protocol {table.attrs['protocol']}: R@K over its official {int(table.loc['T->V', 'n_total'])} captions and "
-              f"{int(table.loc['V->T', 'n_total'])} clips; a clip that is missing (or silent, for audio) counts as a miss")
+        total = lambda text: next(int(table.loc[d, 'n_total']) for d in table.index if d.startswith('T->') == text)
+        print(f"protocol {table.attrs['protocol']}: R@K over its official {total(True)} captions and {total(False)} clips; "
+              "a clip that is missing (or silent, for audio) counts as a miss")
     print(table.round(2).to_string())
     if args.out: table.to_csv(args.out)
     return 0

@@ -16,14 +16,14 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import atomic_folder
 from .config import Config, ModelConfig
 from .features import CROP_RATIO, normalize_spectrogram, resize_short_side, tokenize, video_transform, window_spectrogram
-from .media import MediaError, probe, read_clip
+from .media import MediaError, cut_window, probe, read_audio, read_clip
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'FIELDS', 'REQUIRED', 'CACHE_VERSION', 'ManifestError', 'DataError', 'ClipRecord', 'parse_manifest_line',
-           'read_manifest', 'BadItem', 'VLSADataset', 'clip_window', 'decode_window', 'collate', 'Loader',
-           'make_loader', 'cache_settings', 'cache_key', 'ClipCache', 'spectrogram_stats', 'check_records']
+           'read_manifest', 'BadItem', 'VLSADataset', 'clip_window', 'decode_window', 'blank_frames', 'collate',
+           'Loader', 'make_loader', 'cache_settings', 'cache_key', 'ClipCache', 'spectrogram_stats', 'check_records']
 
 # %% ../nbs/03_data.ipynb #fd320067
 class ManifestError(ValueError):
@@ -36,7 +36,7 @@ class DataError(RuntimeError):
 class ClipRecord:
     "One line of a manifest, with paths resolved against the manifest's folder."
     id: str
-    video: Path
+    video: Path|None                        # None: a clip that is only sound (its `audio`)
     captions: list[str]
     split: str
     audio: Path|None = None
@@ -46,10 +46,12 @@ class ClipRecord:
 
     @property
     def transcript(self) -> str|None: return self.meta.get('transcript')
+    @property
+    def path(self) -> Path: return self.video if self.video is not None else self.audio   # the file that errors name
 
 FIELDS = {'id': str, 'video': str, 'captions': list, 'split': str, 'audio': str, 'meta': dict, 'start': (int, float),
           'end': (int, float)}
-REQUIRED = ('id', 'video', 'captions', 'split')
+REQUIRED = ('id', 'captions', 'split')   # and 'video', or 'audio' for a clip that is only sound
 
 # %% ../nbs/03_data.ipynb #9e5f41b8
 def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
@@ -61,6 +63,7 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
         if k not in FIELDS: raise ManifestError(f"{where}: unknown field '{k}' (known: {', '.join(FIELDS)})")
     for k in REQUIRED:
         if k not in d: raise ManifestError(f"{where}: missing field '{k}'")
+    if 'video' not in d and 'audio' not in d: raise ManifestError(f"{where}: missing field 'video' (or 'audio', for a clip that is only sound)")
     for k, v in d.items():
         kind = FIELDS[k] if isinstance(FIELDS[k], tuple) else (FIELDS[k],)
         if not isinstance(v, kind) or isinstance(v, bool):
@@ -76,7 +79,7 @@ def parse_manifest_line(text:str, where:str, root:Path) -> ClipRecord:
         if not isinstance(c, str) or not c.strip(): raise ManifestError(f"{where}: field 'captions' item {i} is empty or not a string")
     if not isinstance(d.get('meta', {}).get('transcript', ''), str):
         raise ManifestError(f"{where}: field 'meta.transcript' must be str, got {type(d['meta']['transcript']).__name__}")
-    return ClipRecord(d['id'], root / d['video'], list(d['captions']), d['split'], root / d['audio'] if 'audio' in d else None,
+    return ClipRecord(d['id'], root / d['video'] if 'video' in d else None, list(d['captions']), d['split'], root / d['audio'] if 'audio' in d else None,
                       d.get('meta', {}), int(where.rsplit(':', 1)[1]), (float(d['start']), float(d['end'])) if 'start' in d else None)
 
 def read_manifest(path, split:str|None=None) -> list[ClipRecord]:
@@ -151,17 +154,32 @@ def decode_window(video, cfg:ModelConfig, train:bool=False, generator:torch.Gene
     (1, F, T'), has_audio. With `span` (start, end seconds: the clip is part of a longer file) the window stays inside
     it, and inside the file: a shorter span gives its frames spread over it and its sound padded with silence."""
     a = cfg.audio
-    info = probe(video)
+    if video is None and audio is None: raise ValueError('a clip needs a video or an audio file')
+    source = video if video is not None else audio
+    info = probe(source)
     if span is None: offset, total = 0.0, info.duration
     else:
         end = min(span[1], info.duration) if info.duration else span[1]
-        if end <= span[0]: raise MediaError(video, f'the clip spans {span[0]:g}-{span[1]:g} s, past the end of the file ({info.duration:.2f} s)')
+        if end <= span[0]: raise MediaError(source, f'the clip spans {span[0]:g}-{span[1]:g} s, past the end of the file ({info.duration:.2f} s)')
         offset, total = span[0], end - span[0]
     start, length = clip_window(total, a.clip_seconds, train, generator)
     start, length = start + offset, (min(length, total) if span else length)
+    if video is None: return _sound_window(audio, cfg, start, length, info)
     clip = read_clip(video, cfg.video.num_frames, a.sample_rate, start, length, audio, allow_no_audio, info=info)
     if not clip.has_audio: return clip.frames, torch.zeros(1, a.freq_bins, a.time_frames), False
     return clip.frames, window_spectrogram(clip.audio, clip.sample_rate, a), True   # silent after a short clip's end
+
+def blank_frames(cfg:ModelConfig) -> np.ndarray:
+    "The frames (T, side, side, 3) uint8 of a clip that is only sound: black, at the size the cache keeps."
+    side = round(cfg.video.frame_size / CROP_RATIO)
+    return np.zeros((cfg.video.num_frames, side, side, 3), np.uint8)
+
+def _sound_window(path, cfg:ModelConfig, start:float, length:float, info) -> tuple[np.ndarray, torch.Tensor, bool]:
+    "A clip that is only sound: blank frames, and the spectrogram of the window of its track (silence where it ends)."
+    if not info.has_audio: raise MediaError(path, 'no audio stream (a clip that is only sound needs one)')
+    wave, t0 = read_audio(path, cfg.audio.sample_rate)
+    sound = cut_window(wave, t0, start, int(round(length * cfg.audio.sample_rate)), cfg.audio.sample_rate, path)
+    return blank_frames(cfg), window_spectrogram(sound, cfg.audio.sample_rate, cfg.audio), True
 
 @patch
 def load_clip(self:VLSADataset, r:ClipRecord, g:torch.Generator) -> tuple[np.ndarray, torch.Tensor, bool]:
@@ -181,10 +199,11 @@ def __getitem__(self:VLSADataset, i:int) -> dict|BadItem:
     except (MediaError, OSError, KeyError) as e:
         if self.on_error == 'raise':
             raise DataError(f"clip '{r.id}' (manifest line {r.line}): {e}") from e
-        return BadItem(r.id, str(r.video), _reason(e, r.video))
+        return BadItem(r.id, str(r.path), _reason(e, r.path))
     if self.spec_stats is not None: spec = normalize_spectrogram(spec.float(), *self.spec_stats)
     video = video_transform(frames, self.cfg.video.frame_size, self.train, g)
-    return {'id': r.id, 'video': video, 'audio': spec.float(), 'has_audio': has_audio, 'texts': self.texts(r, g)}
+    return {'id': r.id, 'video': video, 'audio': spec.float(), 'has_audio': has_audio, 'has_video': r.video is not None,
+            'texts': self.texts(r, g)}
 
 # %% ../nbs/03_data.ipynb #50f8ea88
 def collate(items:list, text_cfg=None) -> dict:
@@ -195,7 +214,8 @@ def collate(items:list, text_cfg=None) -> dict:
     texts = [t for x in good for t in x['texts']]
     ids, mask = tokenize(texts, text_cfg)
     batch = {'video': torch.stack([x['video'] for x in good]), 'audio': torch.stack([x['audio'] for x in good]),
-             'has_audio': torch.tensor([x['has_audio'] for x in good]), 'text_ids': ids, 'text_mask': mask,
+             'has_audio': torch.tensor([x['has_audio'] for x in good]),
+             'has_video': torch.tensor([x.get('has_video', True) for x in good]), 'text_ids': ids, 'text_mask': mask,
              'ids': [x['id'] for x in good], 'skipped': skipped, 'size': len(good)}
     if len(texts) != len(good):
         batch['text_item'] = torch.tensor([i for i, x in enumerate(good) for _ in x['texts']])
@@ -256,7 +276,7 @@ def cache_key(records:list[ClipRecord], cfg:ModelConfig) -> str:
     "Hash of the records, their files' size and modification time, and the feature settings."
     h = hashlib.sha256(json.dumps(cache_settings(cfg), sort_keys=True).encode())
     for r in records:
-        files = [r.video] + ([r.audio] if r.audio else [])
+        files = [f for f in (r.video, r.audio) if f is not None]
         stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else (str(f), -1, -1) for f in files]
         h.update(json.dumps([r.id, r.split, r.captions, r.meta, stats] + ([r.span] if r.span else []), sort_keys=True,
                             default=str).encode())
@@ -269,7 +289,7 @@ def _one_thread():
 def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     "Worker: (frames uint8 (T, side, side, 3), spectrogram float16 (1, F, T'), has_audio) or the error text."
     try: frames, spec, has_audio = decode_window(record.video, cfg, audio=record.audio, span=record.span)   # the centred window
-    except (MediaError, OSError) as e: return _reason(e, record.video)
+    except (MediaError, OSError) as e: return _reason(e, record.path)
     side = cache_settings(cfg)['side']
     x = resize_short_side(torch.as_tensor(frames).permute(0, 3, 1, 2).float(), side)   # (T, 3, nh, nw), 0-255
     nh, nw = x.shape[-2:]
@@ -315,7 +335,7 @@ class ClipCache:
         self.frames = np.memmap(self.dir / 'frames.u8', np.uint8, 'r', shape=(n, s['num_frames'], s['side'], s['side'], 3))
         self.specs = np.memmap(self.dir / 'spec.f16', np.float16, 'r', shape=(n, 1, s['audio']['freq_bins'], s['audio']['time_frames']))
         self.row = {i: k for k, i in enumerate(self.index['ids'])}
-        self.paths = {r.id: str(r.video) for r in self.records}
+        self.paths = {r.id: str(r.path) for r in self.records}
 
     def build(self, on_error:str, num_workers:int, progress:bool):
         "Decode every record (in parallel with `num_workers`), then move the finished folder into place."
@@ -336,7 +356,7 @@ class ClipCache:
                     if isinstance(out, str):
                         if on_error == 'raise': raise DataError(f"clip '{r.id}' (manifest line {r.line}): {out}")
                         bad[r.id] = out
-                        log.warning("cache: skipped clip '%s' (%s): %s", r.id, r.video, out)
+                        log.warning("cache: skipped clip '%s' (%s): %s", r.id, r.path, out)
                         continue
                     frames[k], specs[k], has_audio[k] = out
             frames.flush(); specs.flush()
@@ -370,11 +390,17 @@ def spectrogram_stats(dataset:VLSADataset, max_items:int=256) -> tuple[float, fl
     return float(s.mean()), float(s.std())
 
 # %% ../nbs/03_data.ipynb #c8184210
-def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, on_error:str='skip'):
-    "Check that `split` has clips, that each has its `text`, and that its files exist (all, under on_error='raise')."
+def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, on_error:str='skip',
+                  needs_video:bool=False):
+    """Check that `split` has clips, that each has its `text` (and a video, with `needs_video`), and that its files
+    exist (all, under on_error='raise')."""
     clips = [r for r in records if r.split == split]
     if not clips: raise DataError(f"no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
     for r in clips: _check_text(r, text)
+    sound_only = [r for r in clips if r.video is None] if needs_video else []
+    if sound_only:
+        raise DataError(f"{len(sound_only)} clips of split {split!r} are only sound (first: '{sound_only[0].id}', line "
+                        f"{sound_only[0].line}), and pre-training reads video: audio-only data sets are for fine-tuning and evaluation")
     missing = [(r, p) for r in clips for p in (r.video, r.audio) if p is not None and not Path(p).is_file()]
     if missing:
         (r, p), n = missing[0], len({r.id for r, _ in missing})

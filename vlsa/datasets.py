@@ -12,13 +12,14 @@ from pathlib import Path
 from .media import MediaError, probe
 
 # %% auto #0
-__all__ = ['VIDEO_EXTS', 'PLAIN_GLOBALS', 'LSMDC_FILES', 'ADAPTERS', 'Protocol', 'Prepared', 'DatasetError', 'media_index',
-           'need', 'read_csv_rows', 'PlainUnpickler', 'load_plain_pickle', 'find_file', 'read_msrvtt', 'read_lsmdc',
-           'read_youcook2', 'read_audioset_ids', 'read_howto100m', 'check_media', 'report_path', 'prepare',
-           'protocol_settings']
+__all__ = ['VIDEO_EXTS', 'AUDIO_EXTS', 'PLAIN_GLOBALS', 'LSMDC_FILES', 'SOUNDDESCS_LISTS', 'ADAPTERS', 'Protocol', 'Prepared',
+           'DatasetError', 'media_index', 'need', 'read_csv_rows', 'PlainUnpickler', 'load_plain_pickle', 'find_file',
+           'read_msrvtt', 'read_lsmdc', 'read_youcook2', 'read_audioset_ids', 'read_howto100m', 'read_audiocaps',
+           'read_sounddescs', 'check_media', 'report_path', 'prepare', 'protocol_settings']
 
 # %% ../nbs/07_datasets.ipynb #6a1f1fd8
 VIDEO_EXTS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')
+AUDIO_EXTS = ('.wav', '.flac', '.mp3', '.m4a', '.ogg', '.opus', '.aac')
 
 @dataclass
 class Protocol:
@@ -31,7 +32,7 @@ class Protocol:
 
 @dataclass
 class Prepared:
-    "What an adapter read from a data set's official files: manifest lines (video paths still absolute), protocols."
+    "What an adapter read from a data set's official files: manifest lines (`video` or `audio` paths still absolute), protocols."
     name: str
     records: list[dict]
     protocols: list[Protocol]
@@ -209,21 +210,81 @@ def read_howto100m(root, segments:list|None=None) -> Prepared:
     notes = [f'{len(captions)} videos with ASR captions, {len(audioset)} in the AudioSet lists, {len(set(captions) & audioset)} in both']
     return Prepared('howto100m', records, [], notes)
 
+# %% ../nbs/07_datasets.ipynb #f5d26e37
+def _audiocaps_file(media:dict[str, Path], youtube_id:str, start:str) -> Path|None:
+    "A clip's file under the names downloaders give it (AudioSet's `Y` prefix, with or without the start time)."
+    starts = {start, str(int(float(start))) if start.replace('.', '', 1).isdigit() else start}
+    names = [youtube_id, f'Y{youtube_id}'] + [f'{p}{youtube_id}_{s}' for p in ('', 'Y') for s in sorted(starts)]
+    return next((media[n] for n in names if n in media), None)
+
+def read_audiocaps(root) -> Prepared:
+    """AudioCaps from `train.csv`, `val.csv` and `test.csv` (`audiocap_id,youtube_id,start_time,caption`): each clip (a
+    video's 10 s from `start_time`) with its captions, as a clip that is only sound (its file's audio track)."""
+    root, records, taken = Path(root), [], set()
+    media = media_index(root, AUDIO_EXTS + VIDEO_EXTS)
+    for split in ('train', 'val', 'test'):
+        clips = {}
+        for r in read_csv_rows(find_file(root, f'{split}.csv'), needs=('audiocap_id', 'youtube_id', 'start_time', 'caption')):
+            c = clips.setdefault((r['youtube_id'], r['start_time']), {'captions': [], 'audiocap_ids': []})
+            c['captions'].append(r['caption'].strip()); c['audiocap_ids'].append(r['audiocap_id'])
+        for (yt, start), c in clips.items():
+            cid = yt if yt not in taken else f'{yt}_{start}'   # a video may lend two clips
+            taken.add(cid)
+            records.append({'id': cid, 'audio': _audiocaps_file(media, yt, start), 'captions': c['captions'], 'split': split,
+                            'meta': {'youtube_id': yt, 'start_time': start, 'audiocap_ids': c['audiocap_ids']}})
+    test = [r for r in records if r['split'] == 'test']
+    rules = ("five captions per clip: text-to-audio ranks each caption, audio-to-text takes the best of a clip's five; a "
+             "clip not on disk counts as a miss, the denominators staying at the official counts")
+    return Prepared('audiocaps', records, [Protocol('audiocaps-test', 'test', sum(len(r['captions']) for r in test), len(test), rules)])
+
+# %% ../nbs/07_datasets.ipynb #04ac18b1
+SOUNDDESCS_LISTS = {'train': 'train_list.txt', 'val': 'val_list.txt', 'test': 'test_list.txt'}
+
+def _description(d) -> str:
+    "A description as the pickle holds it: a string, or a list of strings."
+    return (d if isinstance(d, str) else ' '.join(str(x) for x in d) if isinstance(d, (list, tuple)) else '').strip()
+
+def read_sounddescs(root) -> Prepared:
+    """SoundDescs from `descriptions.pkl` (id -> description, read by `load_plain_pickle`) and the split lists: each
+    recording is a clip that is only sound (`<id>.wav`), its description the one caption."""
+    root = Path(root)
+    f = find_file(root, 'descriptions.pkl')
+    descriptions = load_plain_pickle(f)
+    if not isinstance(descriptions, dict): raise DatasetError(f'{f}: expected a mapping of recording ids to descriptions, got a {type(descriptions).__name__}')
+    descriptions = {str(k).lower(): _description(v) for k, v in descriptions.items()}
+    media = {name.lower(): path for name, path in media_index(root, AUDIO_EXTS).items()}
+    records, undescribed = [], []
+    for split, name in SOUNDDESCS_LISTS.items():
+        for rid in (l.strip() for l in find_file(root, name).read_text(encoding='utf-8').splitlines()):
+            if not rid: continue
+            text = descriptions.get(rid.lower(), '')
+            if not text: undescribed.append(rid); continue
+            records.append({'id': rid, 'audio': media.get(rid.lower()), 'captions': [text], 'split': split})
+    n = sum(r['split'] == 'test' for r in records)
+    notes = [f'{len(undescribed)} listed recordings have no description and are left out ({", ".join(undescribed[:3])}, ...)'] if undescribed else []
+    rules = ("one description per recording, the model hearing its centred window; a recording not on disk counts as a miss, "
+             "the denominators staying at the official counts")
+    return Prepared('sounddescs', records, [Protocol('sounddescs-test', 'test', n, n, rules)], notes)
+
 # %% ../nbs/07_datasets.ipynb #380c2c0b
-ADAPTERS = {'msrvtt': read_msrvtt, 'lsmdc': read_lsmdc, 'youcook2': read_youcook2, 'howto100m': read_howto100m}
+ADAPTERS = {'msrvtt': read_msrvtt, 'lsmdc': read_lsmdc, 'youcook2': read_youcook2, 'howto100m': read_howto100m,
+            'audiocaps': read_audiocaps, 'sounddescs': read_sounddescs}
 
 def check_media(records:list[dict], probe_files:bool=True, progress:bool=True) -> dict[str, list]:
-    "Which clips' files are missing, unreadable (with the cause) or without an audio track; each file is probed once."
+    """Which clips' files are missing, unreadable (with the cause) or without an audio track; each file is probed once.
+    A clip that is only sound (`audio`, no `video`) without an audio track cannot be used: it is unreadable."""
     from tqdm.auto import tqdm
     report, probed = {'missing': [], 'unreadable': [], 'no_audio': []}, {}
     for r in tqdm(records, desc='checking media', unit='clip', disable=not progress):
-        if r['video'] is None: report['missing'].append(r['id']); continue
+        path = r['video'] if 'video' in r else r['audio']
+        if path is None: report['missing'].append(r['id']); continue
         if not probe_files: continue
-        if r['video'] not in probed:
-            try: probed[r['video']] = probe(r['video'])
-            except MediaError as e: probed[r['video']] = e
-        info = probed[r['video']]
-        if isinstance(info, MediaError): report['unreadable'].append({'id': r['id'], 'file': str(r['video']), 'cause': info.reason})
+        if path not in probed:
+            try: probed[path] = probe(path)
+            except MediaError as e: probed[path] = e
+        info = probed[path]
+        if 'video' not in r and not isinstance(info, MediaError) and not info.has_audio: info = MediaError(path, 'no audio stream')
+        if isinstance(info, MediaError): report['unreadable'].append({'id': r['id'], 'file': str(path), 'cause': info.reason})
         elif not info.has_audio: report['no_audio'].append(r['id'])
     return report
 
@@ -238,7 +299,7 @@ def _write_atomically(path:Path, text:str):
 
 def prepare(name:str, root, out, strict:bool=False, probe_files:bool=True, progress:bool=True, **options) -> Path:
     """Read data set `name`'s official files under `root`, check its media, and write the manifest `out` (the clips
-    whose file exists and reads; video paths relative to it) with its report beside it (`report_path`). Missing,
+    whose file exists and reads; `video` or `audio` paths relative to it) with its report beside it (`report_path`). Missing,
     unreadable and audio-less files are listed there; with `strict`, any of them is a DatasetError instead."""
     if name not in ADAPTERS: raise DatasetError(f"unknown data set {name!r}: choose one of {', '.join(ADAPTERS)}")
     prepared = ADAPTERS[name](root, **options)
@@ -248,7 +309,8 @@ def prepare(name:str, root, out, strict:bool=False, probe_files:bool=True, progr
                            f"{len(found['no_audio'])} without audio (strict mode; without it all are listed, and the "
                            "missing and unreadable ones left out)")
     out, gone = Path(out), set(found['missing']) | {u['id'] for u in found['unreadable']}
-    kept = [{**r, 'video': os.path.relpath(r['video'], out.parent.resolve())} for r in prepared.records if r['id'] not in gone]
+    relative = lambda r: {k: os.path.relpath(r[k], out.parent.resolve()) for k in ('video', 'audio') if r.get(k) is not None}
+    kept = [{**r, **relative(r)} for r in prepared.records if r['id'] not in gone]
     count = lambda rs: dict(sorted(Counter(r['split'] for r in rs).items()))
     report = {'data_set': name, 'root': str(Path(root).resolve()), 'manifest': out.name, 'options': options,
               'annotated': count(prepared.records), 'written': count(kept), 'media_probed': probe_files,

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'DECODERS', 'VIDEO_DECODERS', 'AUDIO_DECODERS', 'DECORD_UNRELIABLE', 'MAX_DECODE_ERRORS', 'MediaError',
            'NoAudioTrack', 'write_media', 'MediaInfo', 'probe', 'Clip', 'sample_times', 'nearest_frames',
-           'decoder_messages', 'read_clip', 'read_audio']
+           'decoder_messages', 'cut_window', 'read_clip', 'read_audio']
 
 # %% ../nbs/01_media.ipynb #e9657706
 class MediaError(RuntimeError):
@@ -242,6 +242,17 @@ def _with_fallback(kind:str, path, fns:dict, *args, reason:str|None=None, max_er
     raise MediaError(path, f'cannot decode the {kind}: ' + '; '.join(errors))
 
 # %% ../nbs/01_media.ipynb #42006555
+def cut_window(wave:np.ndarray, t0:float, start:float, n:int, sample_rate:int, path='') -> np.ndarray:
+    "`n` samples of a track (whose first sample is at `t0` s) from `start` s; where the track does not reach, silence (zeros)."
+    first = int(round((start - t0) * sample_rate))
+    audio = np.zeros(n, np.float32)
+    lo, hi = max(first, 0), min(first + n, len(wave))
+    if hi > lo: audio[lo - first:hi - first] = wave[lo:hi]
+    if first < 0 or first + n > len(wave):
+        log.debug('%s: the audio track covers %.3f-%.3f s of the window %.3f-%.3f s', path, t0, t0 + len(wave) / sample_rate,
+                  start, start + n / sample_rate)
+    return audio
+
 def read_clip(path, num_frames:int=8, sample_rate:int=11_025, start:float|None=None, duration:float|None=None,
               audio_path=None, allow_no_audio:bool=False, decoders:tuple[str, ...]|None=None,
               audio_decoders:tuple[str, ...]|None=None, info:MediaInfo|None=None, max_decode_errors:int=MAX_DECODE_ERRORS) -> Clip:
@@ -275,13 +286,7 @@ def read_clip(path, num_frames:int=8, sample_rate:int=11_025, start:float|None=N
         return Clip(frames, frame_times, np.zeros(0, np.float32), sample_rate, start, False, str(path), vdec, window)
     (wave, t0), adec = _with_fallback('audio', audio_src, {d: DECODERS[d][1] for d in audio_decoders}, sample_rate, ainfo,
                                       max_errors=max_decode_errors)
-    # cut the window out of the track; where the track does not reach, it is silent (zeros) by definition
-    first = int(round((start - t0) * sample_rate))
-    audio = np.zeros(n, np.float32)
-    lo, hi = max(first, 0), min(first + n, len(wave))
-    if hi > lo: audio[lo - first:hi - first] = wave[lo:hi]
-    if first < 0 or first + n > len(wave):
-        log.debug('%s: the audio track covers %.3f-%.3f s of the window %.3f-%.3f s', audio_src, t0, t0 + len(wave) / sample_rate, *window)
+    audio = cut_window(wave, t0, start, n, sample_rate, audio_src)
     dec = vdec if adec == vdec else f'{vdec}+{adec}'
     return Clip(frames, frame_times, audio, sample_rate, start, True, str(path), dec, window)
 

@@ -108,7 +108,8 @@ class Pretraining(Objective):
 
 # %% ../nbs/15_objectives.ipynb #9251b40b
 class Finetuning(Objective):
-    "Fine-tuning for retrieval: two-way InfoNCE between text and video, and between text and audio, one temperature."
+    """Fine-tuning for retrieval: two-way InfoNCE between text and video, and between text and audio, one temperature.
+    Clips without audio (`has_audio`) or without video (`has_video`: clips that are only sound) sit out that term."""
     def __init__(self, model:VLSA):
         super().__init__(model)
         self.heads = InfoNCE(model.cfg.loss.temperature_init)
@@ -116,11 +117,13 @@ class Finetuning(Objective):
     def forward(self, batch:dict, generator=None) -> dict[str, torch.Tensor]:
         m = self.model
         t = m.encode_text(batch['text_ids'], batch['text_mask'])
-        v = m.encode_video(batch['video'])
         a = m.encode_audio(batch['audio'])
-        has = batch.get('has_audio', torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
+        flag = lambda k: batch.get(k, torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
+        has_audio, has_video = flag('has_audio'), flag('has_video')
         nce = self.heads
-        terms = {'ft_text_video_nce': nce(t, v), 'ft_text_audio_nce': nce(t, a, has)}   # equal shapes on every rank
+        # a batch that is only sound (AudioCaps, SoundDescs) is not run through the video tower at all
+        text_video = nce(t, m.encode_video(batch['video']), has_video) if has_video.any() else (t.sum() * 0.0 * nce.scale)
+        terms = {'ft_text_video_nce': text_video, 'ft_text_audio_nce': nce(t, a, has_audio)}   # equal shapes on every rank
         terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
         terms['temperature'] = (1 / nce.scale).detach()
         return terms

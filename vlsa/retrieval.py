@@ -202,16 +202,19 @@ def retrieval_table(emb:dict, captions_of:Sequence[Sequence[int]]|None=None, dir
 # %% ../nbs/20_retrieval.ipynb #3b2cc39b
 @torch.no_grad()
 def embed_dataset(model, loader, device=None, progress:bool=True) -> tuple[dict, list[list[int]]]:
-    "Global embeddings of every item and caption in `loader`, and each item's caption rows."
+    """Global embeddings of every item and caption in `loader`, and each item's caption rows. A data set that is only
+    sound (every `has_video` False) gives no video embeddings; one that mixes such clips with videos is refused."""
     from tqdm.auto import tqdm
     dev = _device(device)
     was_training = model.training
     model.eval()
-    parts, captions_of, n_items, n_texts = {'video': [], 'audio': [], 'text': [], 'has_audio': []}, [], 0, 0
+    parts, captions_of, n_items, n_texts = {'video': [], 'audio': [], 'text': [], 'has_audio': [], 'has_video': []}, [], 0, 0
     try:
         for batch in tqdm(loader, desc='embedding', unit='batch', disable=not progress):
             b = len(batch['video'])
-            parts['video'].append(model.encode_video(batch['video'].to(dev)).float().cpu())
+            has_video = batch['has_video'].bool().cpu() if 'has_video' in batch else torch.ones(b, dtype=torch.bool)
+            if has_video.any(): parts['video'].append(model.encode_video(batch['video'].to(dev)).float().cpu())
+            parts['has_video'].append(has_video)
             parts['audio'].append(model.encode_audio(batch['audio'].to(dev)).float().cpu())
             parts['text'].append(model.encode_text(batch['text_ids'].to(dev), batch['text_mask'].to(dev)).float().cpu())
             parts['has_audio'].append(batch['has_audio'].bool().cpu() if 'has_audio' in batch else torch.ones(b, dtype=torch.bool))
@@ -220,7 +223,12 @@ def embed_dataset(model, loader, device=None, progress:bool=True) -> tuple[dict,
             n_items, n_texts = n_items + b, n_texts + len(batch['text_ids'])
     finally:
         model.train(was_training)
-    return {k: torch.cat(v) for k, v in parts.items()}, captions_of
+    emb = {k: torch.cat(v) for k, v in parts.items() if v}
+    has_video = emb.pop('has_video', torch.ones(0, dtype=torch.bool))
+    if has_video.any() and not has_video.all():
+        raise ValueError(f'{int((~has_video).sum())} of {len(has_video)} clips are only sound and the others have video: '
+                         'score them as two data sets (a video-less clip would be a black video among real ones)')
+    return emb, captions_of
 
 def plot_recall(table, title:str='Recall at K'):
     "A seaborn line plot of R@K against K, one line per direction."
@@ -234,10 +242,12 @@ def plot_recall(table, title:str='Recall at K'):
     ax.set_ylim(0, 100); ax.set_title(title); fig.tight_layout()
     return fig
 
-def evaluate(model, loader, directions:Sequence[str]=DIRECTIONS, ks:Sequence[int]=(1, 5, 10, 50), ties:str='mean',
+def evaluate(model, loader, directions:Sequence[str]|None=None, ks:Sequence[int]=(1, 5, 10, 50), ties:str='mean',
              count_missing:bool=False, device=None, progress:bool=True, figure:str|None=None, totals:dict|None=None):
-    "Embed the data set once and return the retrieval table (`totals`: a protocol's counts); with `figure`, save the R@K plot."
+    """Embed the data set once and return the retrieval table (`totals`: a protocol's counts); with `figure`, save the R@K
+    plot. `directions` (default: every one the data allows: text and audio alone for a data set that is only sound)."""
     emb, captions_of = embed_dataset(model, loader, device, progress)
+    if directions is None: directions = [d for d in DIRECTIONS if 'V' not in d or 'video' in emb]
     table = retrieval_table(emb, captions_of, directions, ks, ties, count_missing, device=device, totals=totals)
     if figure:
         import matplotlib.pyplot as plt

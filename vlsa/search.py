@@ -60,7 +60,7 @@ def collect(inputs:list, split:str|None=None) -> tuple[list[tuple[str, Path]], l
             from vlsa.data import read_manifest
             for r in read_manifest(p, split):
                 texts += [(c, len(media)) for c in r.captions]
-                media.append(('video', r.video))
+                media.append(('video', r.video) if r.video is not None else ('sound', r.audio))
         elif p.suffix.lower() in VIDEO_EXT: media.append(('video', p))
         elif p.suffix.lower() in AUDIO_EXT: media.append(('sound', p))
         elif p.suffix.lower() == '.txt': texts += [(l.strip(), -1) for l in p.read_text().splitlines() if l.strip()]
