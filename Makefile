@@ -10,7 +10,7 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab reproduce reproduce-tables data bench
+.PHONY: help install export clean check readme test lab reproduce reproduce-tables reproduce-benchmark data bench
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,12 +47,22 @@ test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), th
 lab: $(STAMP) ## JupyterLab on nbs/ with the vlsa kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs
 
-reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=cpu|gpu; make skips what is done)
-	@test -f $(PCFG) || { echo "make reproduce: there is no $(PCFG); choose PROFILE=cpu or PROFILE=gpu" >&2; exit 2; }
-	@test -n "$(SEEDS)" -a -n "$(RUNS)" -a -n "$(RESULTS)" -a -n "$(MANIFEST)" || { echo "make reproduce: $(PCFG) must set \
-	runs, results, manifest and seeds, each on one line (seeds: [0, 1])" >&2; exit 2; }
-	@$(MAKE) --no-print-directory reproduce-tables   # a new make, which reads the lists from the installed package
-	@$(BIN)/vlsa report --file $(PCFG)
+reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=cpu|gpu; or a benchmark: PROFILE=msrvtt ROOT=DIR)
+	@test -f $(PCFG) || { echo "make reproduce: there is no $(PCFG); choose PROFILE=cpu or PROFILE=gpu, or a benchmark \
+	($(basename $(notdir $(wildcard configs/*.yaml))))" >&2; exit 2; }
+	@if [ -n "$(BENCHMARK)" ]; then $(MAKE) --no-print-directory reproduce-benchmark; else \
+	test -n "$(SEEDS)" -a -n "$(RUNS)" -a -n "$(RESULTS)" -a -n "$(MANIFEST)" || { echo "make reproduce: $(PCFG) must set \
+	runs, results, manifest and seeds, each on one line (seeds: [0, 1])" >&2; exit 2; }; \
+	$(MAKE) --no-print-directory reproduce-tables && $(BIN)/vlsa report --file $(PCFG); fi   # a new make reads the package's lists
+
+# A paper benchmark on its real data (configs/msrvtt.yaml, ...): prepare the manifest from ROOT once, fine-tune INIT
+# (default: the profile's init) per seed, and write results/<benchmark>/tables/<benchmark>.md. Finished runs are read.
+reproduce-benchmark: | $(STAMP)
+	@test -n "$(ROOT)" -o -f "$(MANIFEST)" || { echo "make reproduce PROFILE=$(PROFILE): name the downloaded data set with \
+	ROOT=DIR (data_cards/$(BENCHMARK).md says how to get it)" >&2; exit 2; }
+	@mkdir -p $(EXECUTED); $(now); echo "  $(BENCHMARK): prepare, fine-tune, score -> $(RESULTS)/tables/$(BENCHMARK).md"
+	@$(PAPERMILL) nbs/experiments/benchmark.ipynb $(EXECUTED)/$(BENCHMARK).ipynb -p root '$(ROOT)' $(if $(INIT),-p init '$(INIT)')
+	@cat $(RESULTS)/tables/$(BENCHMARK).md
 
 reproduce-tables: | $(STAMP)
 	@test -n "$(TABLE_NOTEBOOKS)" || { echo "make reproduce: could not read the variants and tables \
@@ -80,6 +90,7 @@ PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/
 FT_RUNS    := $(foreach v,$(VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 TABLES     := $(foreach t,$(TABLE_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 SYNTH      := $(strip $(call yaml,synth))
+BENCHMARK  := $(strip $(call yaml,benchmark))
 CONTROL    := $(patsubst %/manifest.jsonl,%-unlinked/manifest.jsonl,$(MANIFEST))
 REPRODUCED := $(TABLES) $(RESULTS)/README.md
 PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)

@@ -88,3 +88,31 @@ def test_table_notebooks_refuse_unfinished_runs_of_a_real_profile(tmp_path):
     P = Profile('cpu', manifest=str(tmp_path / 'm.jsonl'), runs=str(tmp_path / 'runs'), results=str(tmp_path / 'res'))
     with pytest.raises(FileNotFoundError, match=r'make reproduce PROFILE=cpu'):
         ensure_runs(P, ['both'])
+
+
+def test_a_benchmark_profile_goes_from_the_downloaded_files_to_its_table_then_does_nothing(tmp_path):
+    "`make reproduce PROFILE=<benchmark> ROOT=... INIT=...`: MSR-VTT's official files (over generated clips) to Table 2's row."
+    from vlsa.benchmark import smoke_msrvtt
+    from vlsa.experiments import smoke_profile, train_variant
+    P = smoke_profile(tmp_path / 'smoke')
+    init = train_variant(P, 'both', 0, 'pretrain', progress=False)
+    shipped = yaml.safe_load((ROOT / 'configs' / 'msrvtt.yaml').read_text())
+    profile = {**shipped, 'manifest': str(tmp_path / 'msrvtt' / 'manifest.jsonl'), 'cache_dir': str(tmp_path / 'cache'),
+               'runs': str(tmp_path / 'runs'), 'results': str(tmp_path / 'results'), 'seeds': [0, 1],
+               'settings': {**shipped['settings'], 'data.num_workers': 0}, 'finetune_settings': {**SMOKE_STAGE, 'batch_size': 4}}
+    (tmp_path / 'msrvtt.yaml').write_text(yaml.safe_dump(profile, sort_keys=False, default_flow_style=None))
+    root = smoke_msrvtt(tmp_path / 'download', P.manifest)
+    out = make('reproduce', f'PCFG={tmp_path / "msrvtt.yaml"}', f'ROOT={root}', f'INIT={init}')
+    assert '# Table 2: MSR-VTT, protocol msrvtt-1k-A (R@K, %)' in out and '| VLSA | fine-tuned | T->V | 27.1 | 57.3 | 68.9 |' in out
+    runs = [tmp_path / 'runs' / f'msrvtt-s{s}-ft' / 'eval-test.json' for s in (0, 1)]
+    assert all(json.loads(r.read_text())['protocol'] == 'msrvtt-1k-A' for r in runs)
+    before = [r.stat().st_mtime_ns for r in runs]
+    make('reproduce', f'PCFG={tmp_path / "msrvtt.yaml"}', f'INIT={init}')   # the manifest is there: no ROOT needed, nothing trained
+    assert [r.stat().st_mtime_ns for r in runs] == before
+
+
+def test_a_benchmark_profile_asks_for_the_data():
+    env = {**os.environ, 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
+    r = subprocess.run(['make', '--no-print-directory', 'reproduce', 'PROFILE=msrvtt', 'PCFG=configs/msrvtt.yaml',
+                        'MANIFEST=/nonexistent/manifest.jsonl'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and 'ROOT=DIR (data_cards/msrvtt.md says how to get it)' in r.stderr
