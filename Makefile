@@ -60,9 +60,9 @@ reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=
 reproduce-benchmark: | $(STAMP)
 	@test -n "$(ROOT)" -o -f "$(MANIFEST)" || { echo "make reproduce PROFILE=$(PROFILE): name the downloaded data set with \
 	ROOT=DIR (data_cards/$(BENCHMARK).md says how to get it)" >&2; exit 2; }
-	@mkdir -p $(EXECUTED); $(now); echo "  $(BENCHMARK): prepare, fine-tune, score -> $(RESULTS)/tables/$(BENCHMARK).md"
-	@$(PAPERMILL) nbs/experiments/benchmark.ipynb $(EXECUTED)/$(BENCHMARK).ipynb -p root '$(ROOT)' $(if $(INIT),-p init '$(INIT)')
-	@cat $(RESULTS)/tables/$(BENCHMARK).md
+	@mkdir -p "$(EXECUTED)"; $(now); echo "  $(BENCHMARK): prepare, fine-tune, score -> $(RESULTS)/tables/$(BENCHMARK).md"
+	@$(PAPERMILL) nbs/experiments/benchmark.ipynb "$(EXECUTED)/$(BENCHMARK).ipynb" -r root "$(ROOT)" $(if $(INIT),-r init "$(INIT)")
+	@cat "$(RESULTS)/tables/$(BENCHMARK).md"
 
 reproduce-tables: | $(STAMP)
 	@test -n "$(TABLE_NOTEBOOKS)" || { echo "make reproduce: could not read the variants and tables \

@@ -4,7 +4,7 @@
 
 # %% ../nbs/53_benchmark.ipynb #4aeb389e
 from __future__ import annotations
-import json, math, shutil
+import hashlib, json, math, shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +12,12 @@ import pandas as pd
 
 from .config import Config, load_config, override
 from .datasets import prepare, report_path
-from .experiments import _same_settings, _write_json, seed_stats
+from .experiments import _write_json, seed_stats
 from .tables import PAPER, REPORTED, write_table
 
 # %% auto #0
-__all__ = ['BENCHMARKS', 'Benchmark', 'BenchmarkRun', 'ensure_manifest', 'finetune_seed', 'zero_shot', 'benchmark_table',
-           'smoke_msrvtt']
+__all__ = ['NOT_STATED', 'BENCHMARKS', 'Benchmark', 'BenchmarkRun', 'ensure_manifest', 'finetune_seed', 'zero_shot',
+           'benchmark_table', 'smoke_msrvtt']
 
 # %% ../nbs/53_benchmark.ipynb #6500709b
 @dataclass
@@ -30,14 +30,16 @@ class Benchmark:
     metrics: tuple[str, ...]
     paper: dict                   # (setting, direction) -> values, one per metric
 
+NOT_STATED = 'not stated'   # Table 4 does not say whether its numbers are fine-tuned
+
 BENCHMARKS = {b.data_set: b for b in (
     Benchmark('msrvtt', 'MSR-VTT', 'Table 2', ('T->V',), ('R@1', 'R@5', 'R@10'),
               {(s, 'T->V'): PAPER['tab2'][('VLSA', s)] for s in ('fine-tuned', 'zero-shot')}),
     Benchmark('sounddescs', 'SoundDescs', 'Table 3', ('T->A', 'A->T'), ('R@1', 'R@5', 'R@10', 'R@50'),
               {('fine-tuned', d): v for d, v in PAPER['tab3'].items()}),
-    Benchmark('lsmdc', 'LSMDC', 'Table 4', ('T->V',), ('R@1',), {('fine-tuned', 'T->V'): PAPER['tab4']['T->V'][1:]}),
-    Benchmark('audiocaps', 'AudioCaps', 'Table 4', ('T->A',), ('R@1',), {('fine-tuned', 'T->A'): PAPER['tab4']['T->A'][1:]}),
-    Benchmark('youcook2', 'YouCook2', 'Table 4', ('A->V',), ('R@1',), {('fine-tuned', 'A->V'): PAPER['tab4']['A->V'][1:]}))}
+    Benchmark('lsmdc', 'LSMDC', 'Table 4', ('T->V',), ('R@1',), {(NOT_STATED, 'T->V'): PAPER['tab4']['T->V'][1:]}),
+    Benchmark('audiocaps', 'AudioCaps', 'Table 4', ('T->A',), ('R@1',), {(NOT_STATED, 'T->A'): PAPER['tab4']['T->A'][1:]}),
+    Benchmark('youcook2', 'YouCook2', 'Table 4', ('A->V',), ('R@1',), {(NOT_STATED, 'A->V'): PAPER['tab4']['A->V'][1:]}))}
 
 # %% ../nbs/53_benchmark.ipynb #b23ce2b4
 @dataclass
@@ -60,13 +62,18 @@ class BenchmarkRun:
         if self.benchmark not in BENCHMARKS: raise ValueError(f"unknown benchmark {self.benchmark!r}: choose one of {', '.join(BENCHMARKS)}")
         return BENCHMARKS[self.benchmark]
 
+    def __post_init__(self):
+        for k in ('root', 'manifest', 'init', 'runs', 'results', 'cache_dir'):
+            v = getattr(self, k)
+            if v: setattr(self, k, str(Path(v).expanduser()))
+
     def init_dir(self) -> Path:
         "The folder whose config.json the init comes with: the run of a checkpoint, or the init itself."
         p = Path(self.init)
         for d in (p, p.parent.parent):
             if (d / 'config.json').is_file(): return d
         raise FileNotFoundError(f'{p}: not a run, a checkpoint of one, or a folder saved with save_pretrained (no config.json); '
-                                'pre-train first (make reproduce) or name another with INIT=...')
+                                'pre-train it first (the profiles\' default: make reproduce PROFILE=gpu) or name another with INIT=...')
 
     def config(self, seed:int) -> Config:
         "The init's configuration with this benchmark's data, the profile's changes and `seed`."
@@ -89,11 +96,29 @@ class BenchmarkRun:
 # %% ../nbs/53_benchmark.ipynb #4482bc26
 def ensure_manifest(B:BenchmarkRun, progress:bool=True) -> Path:
     "The benchmark's manifest, prepared from `B.root` unless it and its report are there already."
-    out = Path(B.manifest)
-    if out.is_file() and report_path(out).is_file(): return out
-    if not B.root: raise FileNotFoundError(f'{out}: no manifest yet; name the downloaded data set with ROOT=DIR '
-                                           f'(data_cards/{B.benchmark}.md says how to get it)')
-    return prepare(B.spec.data_set, B.root, out, progress=progress, **(B.prepare_options or {}))
+    out, options = Path(B.manifest), B.prepare_options or {}
+    if out.is_file() and report_path(out).is_file():
+        r = json.loads(report_path(out).read_text())
+        same = r.get('data_set') == B.spec.data_set and r.get('options', {}) == options
+        if same and (not B.root or r.get('root') == str(Path(B.root).resolve())): return out
+    if not B.root: raise FileNotFoundError(f'{out}: no manifest of {B.benchmark} with {options or "no options"} yet; name the '
+                                           f'downloaded data set with ROOT=DIR (data_cards/{B.benchmark}.md says how to get it)')
+    if not Path(B.root).is_dir(): raise FileNotFoundError(f'{B.root}: no such folder (ROOT: the downloaded {B.spec.title})')
+    return prepare(B.spec.data_set, B.root, out, progress=progress, **options)
+
+def _identity(B:BenchmarkRun, cfg:Config) -> dict:
+    "What a fine-tuning run is of: its init, its settings and its manifest's content."
+    from vlsa.config import to_dict
+    return {'init': str(Path(B.init).resolve()), 'manifest_sha256': hashlib.sha256(Path(B.manifest).read_bytes()).hexdigest(),
+            'config': to_dict(cfg)}
+
+def _differences(old:dict, new:dict) -> list[str]:
+    "What differs between two identities, in words."
+    from vlsa.config import from_dict
+    from vlsa.train import config_changes
+    out = [f"init: {old['init']} -> {new['init']}"] if old['init'] != new['init'] else []
+    if old['manifest_sha256'] != new['manifest_sha256']: out.append('the manifest was prepared again')
+    return out + config_changes(from_dict(Config, old['config']), from_dict(Config, new['config']))
 
 def _score(run, B:BenchmarkRun) -> pd.DataFrame:
     "`vlsa evaluate RUN` on the benchmark's data and protocol split."
@@ -105,8 +130,15 @@ def finetune_seed(B:BenchmarkRun, seed:int, progress:bool=True) -> Path:
     "Fine-tune the init on the benchmark's training split for `seed` (resumed, or skipped when done), then score it."
     from vlsa.train import finetune
     cfg, run_dir = B.config(seed), B.run_dir(seed)
-    if (run_dir / 'eval-test.json').exists() and _same_settings(run_dir, cfg): return run_dir
-    if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
+    ident, held = _identity(B, cfg), run_dir / 'benchmark.json'
+    if run_dir.exists():
+        old = json.loads(held.read_text()) if held.is_file() else None
+        changed = ['it was not made by this notebook'] if old is None else _differences(old, ident)
+        if changed: raise ValueError(f'{run_dir} holds a fine-tuning of something else ({"; ".join(changed)}): delete it to '
+                                     'fine-tune again, or set runs to another folder')
+        if (run_dir / 'eval-test.json').exists(): return run_dir   # finished
+    else:
+        run_dir.mkdir(parents=True); _write_json(held, ident)
     finetune(cfg, init_from=B.init, name=run_dir.name, out=B.runs, resume=True, progress=progress)
     table = _score(run_dir, B)
     _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'benchmark': B.benchmark, 'seed': seed, 'init': str(B.init),

@@ -290,6 +290,7 @@ def _decode_for_cache(record:ClipRecord, cfg:ModelConfig):
     "Worker: (frames uint8 (T, side, side, 3), spectrogram float16 (1, F, T'), has_audio) or the error text."
     try: frames, spec, has_audio = decode_window(record.video, cfg, audio=record.audio, span=record.span)   # the centred window
     except (MediaError, OSError) as e: return _reason(e, record.path)
+    if record.video is None: return None, spec.half().numpy(), has_audio   # its blank frames stay unwritten: zeros, and sparse
     side = cache_settings(cfg)['side']
     x = resize_short_side(torch.as_tensor(frames).permute(0, 3, 1, 2).float(), side)   # (T, 3, nh, nw), 0-255
     nh, nw = x.shape[-2:]
@@ -358,7 +359,8 @@ class ClipCache:
                         bad[r.id] = out
                         log.warning("cache: skipped clip '%s' (%s): %s", r.id, r.path, out)
                         continue
-                    frames[k], specs[k], has_audio[k] = out
+                    if out[0] is not None: frames[k] = out[0]   # a clip that is only sound: left as zeros (black)
+                    specs[k], has_audio[k] = out[1:]
             frames.flush(); specs.flush()
             index = {'key': self.key, 'settings': s, 'ids': [r.id for r in self.records], 'has_audio': has_audio, 'bad': bad}
             (tmp / 'index.json').write_text(json.dumps(index))
@@ -391,9 +393,9 @@ def spectrogram_stats(dataset:VLSADataset, max_items:int=256) -> tuple[float, fl
 
 # %% ../nbs/03_data.ipynb #c8184210
 def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0.05, on_error:str='skip',
-                  needs_video:bool=False):
-    """Check that `split` has clips, that each has its `text` (and a video, with `needs_video`), and that its files
-    exist (all, under on_error='raise')."""
+                  needs_video:bool=False, one_kind:bool=False):
+    """Check that `split` has clips, that each has its `text` (and a video, with `needs_video`; with `one_kind`, that
+    all or none have one, as evaluation needs), and that its files exist (all, under on_error='raise')."""
     clips = [r for r in records if r.split == split]
     if not clips: raise DataError(f"no clips in split {split!r} (splits: {', '.join(sorted({r.split for r in records})) or 'none'})")
     for r in clips: _check_text(r, text)
@@ -401,6 +403,11 @@ def check_records(records:list[ClipRecord], split:str, text:str, max_bad:float=0
     if sound_only:
         raise DataError(f"{len(sound_only)} clips of split {split!r} are only sound (first: '{sound_only[0].id}', line "
                         f"{sound_only[0].line}), and pre-training reads video: audio-only data sets are for fine-tuning and evaluation")
+    kinds = {r.video is None for r in clips} if one_kind else set()
+    if len(kinds) == 2:
+        first = next(r for r in clips if r.video is None)
+        raise DataError(f"split {split!r} mixes clips that are only sound (first: '{first.id}', line {first.line}) with videos: "
+                        'retrieval ranks one kind at a time, so score them as two manifests')
     missing = [(r, p) for r in clips for p in (r.video, r.audio) if p is not None and not Path(p).is_file()]
     if missing:
         (r, p), n = missing[0], len({r.id for r, _ in missing})

@@ -12,10 +12,11 @@ from pathlib import Path
 from .media import MediaError, probe
 
 # %% auto #0
-__all__ = ['VIDEO_EXTS', 'AUDIO_EXTS', 'PLAIN_GLOBALS', 'LSMDC_FILES', 'SOUNDDESCS_LISTS', 'ADAPTERS', 'Protocol', 'Prepared',
-           'DatasetError', 'media_index', 'need', 'read_csv_rows', 'PlainUnpickler', 'load_plain_pickle', 'find_file',
-           'read_msrvtt', 'read_lsmdc', 'read_youcook2', 'read_audioset_ids', 'read_howto100m', 'read_audiocaps',
-           'read_sounddescs', 'check_media', 'report_path', 'prepare', 'protocol_settings']
+__all__ = ['VIDEO_EXTS', 'AUDIO_EXTS', 'PLAIN_GLOBALS', 'LSMDC_FILES', 'AUDIOCAPS_SECONDS', 'SOUNDDESCS_LISTS', 'ADAPTERS',
+           'Protocol', 'Prepared', 'DatasetError', 'media_index', 'need', 'read_csv_rows', 'PlainUnpickler',
+           'load_plain_pickle', 'find_file', 'find_together', 'read_msrvtt', 'read_lsmdc', 'read_youcook2',
+           'read_audioset_ids', 'read_howto100m', 'read_audiocaps', 'read_sounddescs', 'check_media', 'report_path',
+           'prepare', 'protocol_settings']
 
 # %% ../nbs/07_datasets.ipynb #6a1f1fd8
 VIDEO_EXTS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v')
@@ -97,6 +98,16 @@ def find_file(root:Path, *names:str) -> Path:
         hit = next(iter(sorted(Path(root).rglob(name))), None)
         if hit is not None: return hit
     raise DatasetError(f"{root}: none of {', '.join(names)} found under it (an official annotation file of this data set)")
+
+def find_together(root:Path, *names:str) -> list[Path]:
+    """`names`, all from the one folder under `root` that holds them all (generic names such as `train.csv` may occur
+    elsewhere too); DatasetError when no folder, or more than one, holds them all."""
+    folders = sorted({p.parent for p in Path(root).rglob(names[0])} )
+    folders = [d for d in folders if all((d / n).is_file() for n in names)]
+    if not folders: raise DatasetError(f"{root}: no folder under it holds {', '.join(names)} together (this data set's annotation files)")
+    if len(folders) > 1: raise DatasetError(f"{root}: {len(folders)} folders hold {', '.join(names)} ({folders[0]}, {folders[1]}, ...): "
+                                            'pass the data set\'s own folder as the root')
+    return [folders[0] / n for n in names]
 
 def _msrvtt_annotations(root:Path) -> tuple[dict[str, str], dict[str, list[str]]]:
     "Each video's official split and its captions (in `sen_id` order), from MSRVTT_data.json or the two official JSONs."
@@ -211,31 +222,51 @@ def read_howto100m(root, segments:list|None=None) -> Prepared:
     return Prepared('howto100m', records, [], notes)
 
 # %% ../nbs/07_datasets.ipynb #f5d26e37
-def _audiocaps_file(media:dict[str, Path], youtube_id:str, start:str) -> Path|None:
-    "A clip's file under the names downloaders give it (AudioSet's `Y` prefix, with or without the start time)."
-    starts = {start, str(int(float(start))) if start.replace('.', '', 1).isdigit() else start}
-    names = [youtube_id, f'Y{youtube_id}'] + [f'{p}{youtube_id}_{s}' for p in ('', 'Y') for s in sorted(starts)]
-    return next((media[n] for n in names if n in media), None)
+AUDIOCAPS_SECONDS = 10.0   # every clip: 10 s of its video from start_time
+
+def _audiocaps_file(media:dict[str, Path], youtube_id:str, start:str, audiocap_ids:list[str]) -> tuple[Path|None, bool]:
+    """A clip's file under the names downloaders give it, and whether that name says the clip is cut: the caption's
+    `audiocap_id` (audiocaps-download), or the YouTube id with or without AudioSet's `Y` and the start (and end) time,
+    cut; the bare YouTube id, perhaps the whole video."""
+    try: s = float(start)
+    except ValueError: raise DatasetError(f'AudioCaps clip {youtube_id}: start_time {start!r} is not a number') from None
+    e = s + AUDIOCAPS_SECONDS
+    stamps = dict.fromkeys([start, f'{s:g}', f'{s:.1f}', f'{s:.3f}', f'{s:.3f}_{e:.3f}', f'{s:.1f}_{e:.1f}', f'{int(s)}_{int(e)}'])
+    cut = list(audiocap_ids) + [f'{p}{youtube_id}_{t}' for p in ('', 'Y') for t in stamps]
+    hit = next((media[n] for n in cut if n in media), None)
+    if hit is not None: return hit, True
+    return next((media[n] for n in (youtube_id, f'Y{youtube_id}') if n in media), None), False
+
+def _longer_than_a_clip(path:Path) -> bool:
+    "Whether a file named by the bare YouTube id runs past one clip (so it is the whole video); an unreadable one is left to `check_media`."
+    try: return probe(path).duration > AUDIOCAPS_SECONDS + 0.5
+    except MediaError: return False
 
 def read_audiocaps(root) -> Prepared:
     """AudioCaps from `train.csv`, `val.csv` and `test.csv` (`audiocap_id,youtube_id,start_time,caption`): each clip (a
     video's 10 s from `start_time`) with its captions, as a clip that is only sound (its file's audio track)."""
     root, records, taken = Path(root), [], set()
     media = media_index(root, AUDIO_EXTS + VIDEO_EXTS)
-    for split in ('train', 'val', 'test'):
+    files = dict(zip(('train', 'val', 'test'), find_together(root, 'train.csv', 'val.csv', 'test.csv')))
+    for split, f in files.items():
         clips = {}
-        for r in read_csv_rows(find_file(root, f'{split}.csv'), needs=('audiocap_id', 'youtube_id', 'start_time', 'caption')):
+        for r in read_csv_rows(f, needs=('audiocap_id', 'youtube_id', 'start_time', 'caption')):
             c = clips.setdefault((r['youtube_id'], r['start_time']), {'captions': [], 'audiocap_ids': []})
             c['captions'].append(r['caption'].strip()); c['audiocap_ids'].append(r['audiocap_id'])
         for (yt, start), c in clips.items():
             cid = yt if yt not in taken else f'{yt}_{start}'   # a video may lend two clips
             taken.add(cid)
-            records.append({'id': cid, 'audio': _audiocaps_file(media, yt, start), 'captions': c['captions'], 'split': split,
-                            'meta': {'youtube_id': yt, 'start_time': start, 'audiocap_ids': c['audiocap_ids']}})
+            path, cut = _audiocaps_file(media, yt, start, c['audiocap_ids'])
+            record = {'id': cid, 'audio': path, 'captions': c['captions'], 'split': split,
+                      'meta': {'youtube_id': yt, 'start_time': start, 'audiocap_ids': c['audiocap_ids']}}
+            if path is not None and not cut and _longer_than_a_clip(path):   # the whole video: the clip is its window
+                record |= {'start': float(start), 'end': float(start) + AUDIOCAPS_SECONDS}
+            records.append(record)
     test = [r for r in records if r['split'] == 'test']
     rules = ("five captions per clip: text-to-audio ranks each caption, audio-to-text takes the best of a clip's five; a "
              "clip not on disk counts as a miss, the denominators staying at the official counts")
-    return Prepared('audiocaps', records, [Protocol('audiocaps-test', 'test', sum(len(r['captions']) for r in test), len(test), rules)])
+    return Prepared('audiocaps', records, [Protocol('audiocaps-test', 'test', sum(len(r['captions']) for r in test), len(test), rules)],
+                    [f'annotations: {files["train"].parent}'])
 
 # %% ../nbs/07_datasets.ipynb #04ac18b1
 SOUNDDESCS_LISTS = {'train': 'train_list.txt', 'val': 'val_list.txt', 'test': 'test_list.txt'}
@@ -252,16 +283,19 @@ def read_sounddescs(root) -> Prepared:
     descriptions = load_plain_pickle(f)
     if not isinstance(descriptions, dict): raise DatasetError(f'{f}: expected a mapping of recording ids to descriptions, got a {type(descriptions).__name__}')
     descriptions = {str(k).lower(): _description(v) for k, v in descriptions.items()}
-    media = {name.lower(): path for name, path in media_index(root, AUDIO_EXTS).items()}
+    media = {}
+    for name, path in media_index(root, AUDIO_EXTS).items(): media.setdefault(name.lower(), path)   # the first, as media_index keeps
     records, undescribed = [], []
-    for split, name in SOUNDDESCS_LISTS.items():
-        for rid in (l.strip() for l in find_file(root, name).read_text(encoding='utf-8').splitlines()):
+    lists = dict(zip(SOUNDDESCS_LISTS, find_together(root, *SOUNDDESCS_LISTS.values())))
+    for split, path in lists.items():
+        for rid in (l.strip() for l in path.read_text(encoding='utf-8').splitlines()):
             if not rid: continue
             text = descriptions.get(rid.lower(), '')
             if not text: undescribed.append(rid); continue
             records.append({'id': rid, 'audio': media.get(rid.lower()), 'captions': [text], 'split': split})
     n = sum(r['split'] == 'test' for r in records)
-    notes = [f'{len(undescribed)} listed recordings have no description and are left out ({", ".join(undescribed[:3])}, ...)'] if undescribed else []
+    notes = [f'annotations: {f} and the lists in {lists["test"].parent}']
+    notes += [f'{len(undescribed)} listed recordings have no description and are left out ({", ".join(undescribed[:3])}, ...)'] if undescribed else []
     rules = ("one description per recording, the model hearing its centred window; a recording not on disk counts as a miss, "
              "the denominators staying at the official counts")
     return Prepared('sounddescs', records, [Protocol('sounddescs-test', 'test', n, n, rules)], notes)

@@ -10,7 +10,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_weights, objective_weights
 from .embedders import patchify_audio, patchify_video
-from .losses import GlobalMatching, InfoNCE, masked_patch_mse, masked_token_ce
+from .losses import GlobalMatching, InfoNCE, gather_flags, masked_patch_mse, masked_token_ce
 from .masking import IGNORE, bert_masking
 from .model import VLSA, init_weights
 from .pretrained import locate
@@ -121,8 +121,10 @@ class Finetuning(Objective):
         flag = lambda k: batch.get(k, torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
         has_audio, has_video = flag('has_audio'), flag('has_video')
         nce = self.heads
-        # a batch that is only sound (AudioCaps, SoundDescs) is not run through the video tower at all
-        text_video = nce(t, m.encode_video(batch['video']), has_video) if has_video.any() else (t.sum() * 0.0 * nce.scale)
+        # a batch that is only sound on every rank (AudioCaps, SoundDescs) skips the video tower; decided over all ranks,
+        # since the term gathers from each of them
+        any_video = bool(gather_flags(has_video).any())
+        text_video = nce(t, m.encode_video(batch['video']), has_video) if any_video else (t.sum() * 0.0 * nce.scale)
         terms = {'ft_text_video_nce': text_video, 'ft_text_audio_nce': nce(t, a, has_audio)}   # equal shapes on every rank
         terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
         terms['temperature'] = (1 / nce.scale).detach()

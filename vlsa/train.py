@@ -118,7 +118,7 @@ def stage_data(cfg:Config, stage:str, rank:int=0, check:bool=False, init_from=No
     if check:   # what training will read, before anything is decoded
         for split, text in (STAGE_DATA[stage], (cfg.data.eval_split, 'captions')):
             check_records(records, split, text, cfg.data.max_bad_fraction, cfg.data.on_error,   # the caller names the manifest
-                          needs_video=stage == 'pretrain' and split == 'pretrain')
+                          needs_video=stage == 'pretrain' and split == 'pretrain', one_kind=split == cfg.data.eval_split)
     cache = None
     if cfg.data.cache_dir:
         if rank == 0: cache = ClipCache(records, cfg, cfg.data.cache_dir, cfg.data.on_error,
