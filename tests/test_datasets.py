@@ -5,6 +5,7 @@ import json, shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -190,10 +191,18 @@ def test_audiocaps_is_sound_only_from_its_files_to_a_score(clips, tiny_run, tmp_
     table = evaluate(tiny_run, out)   # text and audio only, under the protocol: 15 captions and 3 clips, one of them missing
     assert table.attrs['protocol'] == 'audiocaps-test' and list(table.index) == ['T->A', 'A->T']
     assert table.loc['T->A', ['queries', 'n_total']].tolist() == [10, 15] and table.loc['A->T', ['queries', 'n_total']].tolist() == [2, 3]
-    run = finetune_on(out, tiny_run, tmp_path / 'runs')
+    from vlsa.benchmark import BenchmarkRun, benchmark_table, finetune_seed, zero_shot   # the benchmark's path: fine-tune, score, table
+    B = BenchmarkRun('audiocaps', '', str(out), str(tiny_run), str(tmp_path / 'runs'), str(tmp_path / 'results'), str(tmp_path / 'cache'),
+                     settings={'data.num_workers': 0},
+                     finetune_settings={'batch_size': 2, 'steps': 2, 'warmup_steps': 1, 'log_every': 1, 'eval_every': 1})
+    run = finetune_seed(B, 0, progress=False)
     logged = [json.loads(l) for l in (run / 'log.jsonl').read_text().splitlines()]
     assert all(r['ft_text_video_nce'] == 0 and r['ft_text_audio_nce'] > 0 for r in logged)   # sound only: text-audio trains
-    assert list(json.loads((run / 'summary.json').read_text())['retrieval']) == ['T->A', 'A->T']
+    assert [k for k in json.loads((run / 'metrics.jsonl').read_text().splitlines()[0]) if k.endswith('R@1')] == ['T->A R@1', 'A->T R@1']
+    scored = pd.DataFrame(json.loads((run / 'eval-test.json').read_text())['retrieval']).T
+    text = benchmark_table(B, [scored], zero_shot(B)).read_text()
+    assert text.startswith('# Table 4: AudioCaps, protocol audiocaps-test (R@K, %)') and '| VLSA | not stated | T->A | 42.5 |' in text
+    assert '| chance (random ranking) | – | T->A | 33.3 |' in text      # 3 clips under the protocol, one of them missing
     from vlsa.cli import main
     assert main(['evaluate', str(run)]) == 0 and 'protocol audiocaps-test' in capsys.readouterr().out
 
