@@ -4,7 +4,7 @@
 
 # %% ../nbs/53_benchmark.ipynb #4aeb389e
 from __future__ import annotations
-import hashlib, json, math, shutil
+import hashlib, json, shutil
 from dataclasses import dataclass
 from pathlib import Path
 
