@@ -78,6 +78,7 @@ RUNS       := $(strip $(call yaml,runs))
 RESULTS    := $(strip $(call yaml,results))
 MANIFEST   := $(strip $(call yaml,manifest))
 SEEDS      := $(shell sed -n 's/^seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
+PRESEEDS   := $(or $(shell sed -n 's/^pretrain_seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' '),$(SEEDS))
 EXECUTED   := $(RESULTS)/executed
 # VARIANTS, PRETRAINED and TABLE_NOTEBOOKS: their one source is the package (vlsa.report.make_vars), read once it is
 # installed; `make reproduce` installs it first, then starts a new make (reproduce-tables) that reads them.
@@ -86,7 +87,7 @@ ifneq ($(wildcard $(STAMP)),)
 $(shell $(BIN)/vlsa report --make-vars > $(MAKE_VARS).tmp 2>/dev/null && mv $(MAKE_VARS).tmp $(MAKE_VARS))
 -include $(MAKE_VARS)
 endif
-PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
+PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
 FT_RUNS    := $(foreach v,$(VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 TABLES     := $(foreach t,$(TABLE_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 SYNTH      := $(strip $(call yaml,synth))
@@ -96,7 +97,9 @@ REPRODUCED := $(TABLES) $(RESULTS)/README.md
 PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)
 variant     = $(firstword $(subst -s, ,$(1)))
 seed        = $(lastword $(subst -s, ,$(1)))
-pretrained_of = $(if $(filter neither,$(call variant,$(1))),,$(RUNS)/$(1)/eval-test.json)   # 'neither' starts from scratch
+# the pre-training a fine-tuning seed starts from: its own if pretrain_seeds has it, else the first
+init_seed   = $(if $(filter $(1),$(PRESEEDS)),$(1),$(firstword $(PRESEEDS)))
+pretrained_of = $(if $(filter neither,$(call variant,$(1))),,$(RUNS)/$(call variant,$(1))-s$(call init_seed,$(call seed,$(1)))/eval-test.json)   # 'neither' starts from scratch
 now         = date '+[%H:%M:%S]'
 
 .DELETE_ON_ERROR:

@@ -24,11 +24,12 @@ VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, Tru
 VARIANT_LABELS = {'neither': 'neither', 'lpmm': 'LPMM only', 'gam': 'GAM only', 'both': 'LPMM + GAM'}
 PRETRAINED = tuple(v for v, objectives in VARIANTS.items() if any(objectives))   # 'neither' has nothing to pre-train
 
-def variant_config(cfg:Config, variant:str, seed:int) -> Config:
-    "`cfg` with the variant's pre-training objectives and `seed` for both stages."
+def variant_config(cfg:Config, variant:str, seed:int, pretrain_seed:int|None=None) -> Config:
+    "`cfg` with the variant's pre-training objectives, `seed` for fine-tuning and `pretrain_seed` (default `seed`) for pre-training."
     if variant not in VARIANTS: raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     lpmm, gam = VARIANTS[variant]
-    return override(cfg, {'model.loss.use_lpmm': lpmm, 'model.loss.use_gam': gam, 'pretrain.seed': seed, 'finetune.seed': seed})
+    return override(cfg, {'model.loss.use_lpmm': lpmm, 'model.loss.use_gam': gam, 'finetune.seed': seed,
+                          'pretrain.seed': seed if pretrain_seed is None else pretrain_seed})
 
 def run_name(variant:str, seed:int, stage:str) -> str:
     "'both-s0' for a pre-training run, 'both-s0-ft' for its fine-tuning."
@@ -56,14 +57,30 @@ class Profile:
     pretrain_settings: dict = field(default_factory=dict)  # overrides of `pretrain.*`, without the prefix
     finetune_settings: dict = field(default_factory=dict)  # overrides of `finetune.*`
     control_steps: int = 0         # GAM on the unlinked control data: pre-training steps (0: as many as `pretrain_settings`)
+    # pre-training seeds (None: `seeds`). A fine-tuning seed without a pre-training of its own starts from the first:
+    # [0] with seeds [0, 1, 2] gives three fine-tunings of one pre-training, as the paper's three seeds must be
+    pretrain_seeds: list|None = None
+
+    def __post_init__(self):
+        if self.pretrain_seeds is not None and not (isinstance(self.pretrain_seeds, list) and self.pretrain_seeds):
+            raise ValueError(f'profile {self.name!r}: pretrain_seeds must be a non-empty list or left out, got {self.pretrain_seeds!r}')
+
+    def stage_seeds(self, stage:str) -> list:
+        "The seeds a stage runs: `pretrain_seeds` (or `seeds`) for 'pretrain', `seeds` for 'finetune'."
+        return list(self.pretrain_seeds or self.seeds) if stage == 'pretrain' else list(self.seeds)
+
+    def init_seed(self, seed:int) -> int:
+        "The pre-training that fine-tuning seed `seed` starts from: its own if it has one, else the first."
+        pre = self.stage_seeds('pretrain')
+        return seed if seed in pre else pre[0]
 
     def config(self, variant:str='both', seed:int=0) -> Config:
-        "The resolved configuration of one variant and seed."
+        "The resolved configuration of one variant and (fine-tuning) seed, with the seed of the pre-training it starts from."
         changes = {**self.settings, **{f'pretrain.{k}': v for k, v in self.pretrain_settings.items()},
                    **{f'finetune.{k}': v for k, v in self.finetune_settings.items()}}
         if self.manifest: changes['data.manifest'] = self.manifest
         changes['data.cache_dir'] = self.cache_dir
-        return variant_config(override(get_config(self.preset), changes), variant, seed)
+        return variant_config(override(get_config(self.preset), changes), variant, seed, self.init_seed(seed))
 
     def run_dir(self, variant:str, seed:int, stage:str) -> Path: return Path(self.runs) / run_name(variant, seed, stage)
 
@@ -131,13 +148,14 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
         if variant not in PRETRAINED: raise ValueError(f"{variant!r} has no pre-training objective: fine-tune it from scratch")
         pretrain(cfg, **kw)
     else:
-        init = P.run_dir(variant, seed, 'pretrain') if variant in PRETRAINED else None
+        init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if variant in PRETRAINED else None
         if init is not None and not (init / 'eval-test.json').exists():
             raise FileNotFoundError(f'{init}: no finished pre-training run to fine-tune (make reproduce trains it first)')
         finetune(cfg, init, **kw)
     table = evaluate_run(run_dir, split=cfg.data.test_split)   # what `vlsa evaluate RUN` prints
     summary = json.loads((run_dir / 'summary.json').read_text())
-    _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'variant': variant, 'seed': seed, 'stage': stage,
+    init = P.run_dir(variant, P.init_seed(seed), 'pretrain').name if stage == 'finetune' and variant in PRETRAINED else None
+    _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'variant': variant, 'seed': seed, 'stage': stage, 'init': init,
                                              'steps': summary['steps'], 'split': cfg.data.test_split,
                                              'retrieval': json.loads(table.to_json(orient='index'))})
     return run_dir
@@ -183,7 +201,7 @@ def embedding_spread(P:Profile, variant:str|None, seed:int=0, modality:str='vide
 
 def ensure_runs(P:Profile, variants, stages=('pretrain', 'finetune')):
     "Smoke profile: train what is missing. Any other profile: only check, and name what `make reproduce` must run."
-    need = [(v, s, st) for v in variants for s in P.seeds for st in stages if st == 'finetune' or v in PRETRAINED]
+    need = [(v, s, st) for v in variants for st in stages for s in P.stage_seeds(st) if st == 'finetune' or v in PRETRAINED]
     missing = [(v, s, st) for v, s, st in need if not (P.run_dir(v, s, st) / 'eval-test.json').exists()]
     if missing and P.name != 'smoke':
         raise FileNotFoundError(f'{len(missing)} runs of profile {P.name!r} are not finished: '
@@ -198,7 +216,7 @@ def control_dir(P:Profile, seed:int) -> Path: return Path(P.runs) / f'{CONTROL}-
 def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     "GAM pre-training on the unlinked control data (the profile's settings, `control_steps` steps); its run folder."
     from vlsa.train import pretrain
-    seed = P.seeds[0] if seed is None else seed
+    seed = P.stage_seeds('pretrain')[0] if seed is None else seed
     if not P.control_manifest.exists():
         if P.name != 'smoke':
             raise FileNotFoundError(f'{P.control_manifest}: no control data; `make reproduce` generates it '
@@ -227,7 +245,7 @@ def log_at(run_dir, step:int, columns, rows:int=4) -> dict[str, float]:
 
 def control_table(P:Profile, seed:int|None=None, rows:int=4) -> pd.DataFrame:
     "GAM's audio-video term on the linked data and on the control, at the control's last step, against chance."
-    seed = P.seeds[0] if seed is None else seed
+    seed = P.stage_seeds('pretrain')[0] if seed is None else seed
     control = control_dir(P, seed)
     step = int(read_log(control)['step'].max())
     batch = P.config('gam', seed).pretrain.batch_size

@@ -8,11 +8,11 @@ import datetime, json, subprocess
 from pathlib import Path
 
 from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
-from .tables import PAPER, fmt, ordering
+from .tables import PAPER, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'make_vars', 'load_profile', 'stage_times', 'reading', 'control_and_search', 'diagnosis',
-           'summary_table', 'readme', 'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'make_vars', 'load_profile', 'stage_times', 'seeds_said', 'reading', 'control_and_search',
+           'diagnosis', 'summary_table', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -56,16 +56,24 @@ def stage_times(P:Profile) -> list[tuple[str, float]]:
 def _minutes(s:float) -> str: return f'{int(s // 60)} min {round(s % 60):02d} s'
 
 # %% ../nbs/52_report.ipynb #37b7e57e
+def seeds_said(P:Profile) -> str:
+    "Which seeds the numbers average: 'fine-tuning seeds 0, 1, 2, each from the pre-training of seed 0', or 'seeds 0, 1'."
+    ft, pre = P.stage_seeds('finetune'), P.stage_seeds('pretrain')
+    if ft == pre: return f"seed{'s' if len(ft) > 1 else ''} {', '.join(map(str, ft))}" + ('' if len(ft) > 1 else ' (no spread with one seed)')
+    own = [s for s in ft if s in pre]
+    return (f"fine-tuning seeds {', '.join(map(str, ft))}; pre-training seed{'s' if len(pre) > 1 else ''} {', '.join(map(str, pre))}"
+            + (f", and fine-tuning seeds without their own start from the pre-training of seed {pre[0]}" if len(own) < len(ft) else '')
+            + '; zero-shot numbers and pre-training losses are over the pre-training seeds')
+
 def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
-    return seed_stats([load_eval(P, variant, s, stage) for s in P.seeds], d, [k])[k]
+    return seed_stats([load_eval(P, variant, s, stage) for s in P.stage_seeds(stage)], d, [k])[k]
 
 def reading(P:Profile) -> list[str]:
     "The honest reading of a finished reproduction, one sentence a bullet."
-    n, seeds = split_size(P), len(P.seeds)
-    chance = 100 / n
-    said = f'{seeds} seed' + ('s' if seeds > 1 else '') + ('' if seeds > 1 else ' (no spread can be given with one seed)')
-    out = [f'Every number of ours is the mean over {said}, on the {n} clips of the SyncBench test split, which is '
-           f'synthetic: chance R@1 is {chance:.2f} %. The paper\'s numbers come from other data sets; only patterns compare.']
+    n, chance = split_size(P), 100 / split_size(P)
+    out = [f'Every number of ours is a mean over seeds ({seeds_said(P)}; ± is the standard deviation), on the {n} '
+           f'clips of the SyncBench test split, which is synthetic: chance R@1 is {chance:.2f} %. The paper\'s numbers '
+           'come from other data sets; only patterns compare.']
     for stage, what in (('finetune', 'fine-tuned'), ('pretrain', 'zero-shot')):
         for d in ('T->V', 'T->A', 'A->V'):
             m, sd, _ = _mean(P, 'both', stage, d)
@@ -73,12 +81,12 @@ def reading(P:Profile) -> list[str]:
             verdict = 'far above chance' if ratio >= 10 else 'above chance' if ratio >= 2 else 'at chance level'
             out.append(f'{what.capitalize()} {d} R@1 of the full model: {fmt(m, sd, 2)} % ({ratio:.1f} x chance): {verdict}.')
     for d in ('T->V', 'T->A'):
-        means = {v: _mean(P, v, 'finetune', d)[0] for v in VARIANTS}
-        o = ordering(means)
-        failed = [p for p, ok in o['pairs'].items() if not ok]
-        out.append(f"Ablation, {d} R@1 after fine-tuning: " + ', '.join(f'{VARIANT_LABELS[v]} {means[v]:.2f}' for v in o['order'])
-                   + '. The paper\'s ordering (both > GAM only > LPMM only > neither) '
-                   + ('holds.' if o['holds'] else f"does not hold on SyncBench: {', '.join(failed)} fail{'s' if len(failed) == 1 else ''}."))
+        stats = {v: _mean(P, v, 'finetune', d) for v in VARIANTS}
+        o = ordering({v: s[0] for v, s in stats.items()})
+        judged = verdicts(stats)
+        out.append(f"Ablation, {d} R@1 after fine-tuning: " + ', '.join(f'{VARIANT_LABELS[v]} {fmt(*stats[v][:2], 2)}' for v in o['order'])
+                   + '. Against the paper\'s ordering (both > GAM only > LPMM only > neither), pair by pair: '
+                   + '; '.join(f'{p} {w}' for p, w in judged.items()) + '.')
     return out + diagnosis(P) + control_and_search(P)
 
 def _final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
@@ -113,7 +121,7 @@ def diagnosis(P:Profile) -> list[str]:
     out, cfg = [], P.config()
     chance = math.log(cfg.pretrain.batch_size)
     for v in (v for v in PRETRAINED if VARIANTS[v][1]):           # the variants trained with GAM
-        logs = [_final_losses(P, v, s) for s in P.seeds]
+        logs = [_final_losses(P, v, s) for s in P.stage_seeds('pretrain')]
         av, at = [l['gam_audio_video_nce'] for l in logs], [l['gam_audio_text_nce'] for l in logs]
         m_av, m_at = sum(av) / len(av), sum(at) / len(at)
         learned = m_av < chance - 0.05
@@ -156,7 +164,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         f'- **Model**: preset `{P.preset}` ({cfg.model.encoder.width} wide, {cfg.model.encoder.depth} blocks, '
         f'{cfg.model.video.num_frames} frames of {cfg.model.video.frame_size} px); pre-training {cfg.pretrain.steps} steps '
         f'of {cfg.pretrain.batch_size} clips, fine-tuning {cfg.finetune.steps or cfg.finetune.epochs} '
-        f"{'steps' if cfg.finetune.steps else 'epochs'} of {cfg.finetune.batch_size}; seeds {', '.join(map(str, P.seeds))}.",
+        f"{'steps' if cfg.finetune.steps else 'epochs'} of {cfg.finetune.batch_size}; {seeds_said(P)}.",
         *([f'- **Changed from the preset** (`{config_file}` says why): '
            + ', '.join(f'`{k}={v}`' for k, v in P.settings.items() if k.startswith('model.')) + '.']
           if any(k.startswith('model.') for k in P.settings) else []),

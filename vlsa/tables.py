@@ -33,11 +33,12 @@ REPORTED = 'reported in the paper'
 
 # %% ../nbs/51_tables.ipynb #3f791b59
 def our_row(P:Profile, variant:str, stage:str, direction:str, metrics, method:str|None=None, setting:str|None=None) -> dict:
-    "One row of our numbers: `direction`'s `metrics` over the profile's seeds."
-    stats = seed_stats([load_eval(P, variant, s, stage) for s in P.seeds], direction, metrics)
+    "One row of our numbers: `direction`'s `metrics` over the profile's seeds of `stage`."
+    seeds = P.stage_seeds(stage)
+    stats = seed_stats([load_eval(P, variant, s, stage) for s in seeds], direction, metrics)
     row = {'data': P.label, 'method': method or f'VLSA ({VARIANT_LABELS[variant]})',
            'setting': setting or ('fine-tuned' if stage == 'finetune' else 'zero-shot'), 'direction': direction,
-           'seeds': len(P.seeds)}
+           'seeds': len(seeds)}
     for m, (mean, sd, _) in stats.items(): row[m], row[f'{m} sd'] = mean, sd
     return row
 
