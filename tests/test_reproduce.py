@@ -12,7 +12,8 @@ from vlsa.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation', 'control', 'search_check']
+TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation', 'tab5_probe', 'control',
+          'search_check']
 
 
 def make(*args, timeout=600):
@@ -50,7 +51,7 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     assert (res / 'figures' / 'control.png').exists() and (root / 'a' / 'runs' / 'gam-control-s0' / 'summary.json').exists()
     assert 'What the numbers say' in (res / 'README.md').read_text()
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
-    assert 'mean over 1 seed (no spread' in (res / 'README.md').read_text()
+    assert 'over 1 seed (0; no spread can be given' in (res / 'README.md').read_text()
     assert 'The control (GAM only' in (res / 'README.md').read_text() and 'test captions finds its clip' in out
 
     again = make('reproduce', f'PCFG={a}')
@@ -116,3 +117,18 @@ def test_a_benchmark_profile_asks_for_the_data():
     r = subprocess.run(['make', '--no-print-directory', 'reproduce', 'PROFILE=msrvtt', 'PCFG=configs/msrvtt.yaml',
                         'MANIFEST=/nonexistent/manifest.jsonl'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and 'ROOT=DIR (data_cards/msrvtt.md says how to get it)' in r.stderr
+
+
+def test_fine_tuning_seeds_can_share_one_pre_training(tmp_path):
+    "seeds: [0, 1] with pretrain_seeds: [0]: make plans one pre-training per variant, and both fine-tunings start from it."
+    manifest = tmp_path / 'manifest.jsonl'
+    manifest.write_text('')
+    pcfg = tmp_path / 'p.yaml'
+    pcfg.write_text(f"profile: p\nmanifest: {manifest}\nruns: {tmp_path / 'runs'}\nresults: {tmp_path / 'res'}\n"
+                    "seeds: [0, 1]\npretrain_seeds: [0]\n")
+    plan = make('-n', 'reproduce-tables', f'PCFG={pcfg}')
+    runs = lambda nb: set(re.findall(nb + r'\.ipynb \S+ -p variant (\w+) -p seed (\d)', plan))
+    assert runs('pretrain') == {(v, '0') for v in ('lpmm', 'gam', 'both')}
+    assert runs('finetune') == {(v, s) for v in ('neither', 'lpmm', 'gam', 'both') for s in '01'}
+    one = make('-n', str(tmp_path / 'runs' / 'both-s1-ft' / 'eval-test.json'), f'PCFG={pcfg}')   # what seed 1 needs first
+    assert re.findall(r'(pretrain|finetune)\.ipynb \S+ -p variant (\w+) -p seed (\d)', one) == [('pretrain', 'both', '0'), ('finetune', 'both', '1')]

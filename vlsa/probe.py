@@ -16,7 +16,7 @@ from .embedders import patchify_audio, patchify_video
 
 # %% auto #0
 __all__ = ['VIDEO_ATTRIBUTES', 'AUDIO_ATTRIBUTES', 'TokenProbe', 'fit_probe', 'fit_pair_probe', 'label', 'model_inputs',
-           'probe_inputs', 'probe_table']
+           'probe_inputs', 'probe_table', 'ridge_probe', 'embedding_probe']
 
 # %% ../nbs/06_probe.ipynb #87a9f502
 class TokenProbe(nn.Module):
@@ -116,3 +116,34 @@ def probe_table(result:dict) -> str:
     lines = ['| attribute | video tokens | audio tokens | chance (commonest) |', '| --- | --- | --- | --- |']
     return '\n'.join(lines + [f"| {a} | {cell(r, 'video')} | {cell(r, 'audio')} | {cell(r, 'chance')} |" for a, r in result.items()
                               if a != 'audio_video_pairs'])
+
+# %% ../nbs/06_probe.ipynb #0a152654
+def ridge_probe(x:np.ndarray, y, x_test:np.ndarray, y_test, alpha:float=1e-2) -> float:
+    "Accuracy on (x_test, y_test) of ridge regression from features x (B, D) onto the one-hot labels y (B,), with a bias."
+    y, y_test = np.asarray(y), np.asarray(y_test)
+    classes = np.unique(np.concatenate([y, y_test]))
+    X = np.c_[np.asarray(x, np.float64), np.ones(len(x))]
+    W = np.linalg.solve(X.T @ X + alpha * np.eye(X.shape[1]), X.T @ (y[:, None] == classes[None]).astype(np.float64))
+    return float((classes[(np.c_[np.asarray(x_test, np.float64), np.ones(len(x_test))] @ W).argmax(1)] == y_test).mean())
+
+def embedding_probe(model, cfg:Config, fit_split:str='train', test_split:str='val', attributes=VIDEO_ATTRIBUTES,
+                    modalities=('video', 'audio')) -> dict:
+    """attribute -> {modality: accuracy of `ridge_probe` from that modality's global embedding, 'chance': the commonest
+    class}, over the one-object clips of the two splits (fit on the first, scored on the second)."""
+    from vlsa.retrieval import embed_dataset
+    from vlsa.train import eval_loader, stage_data
+    cfg, records, cache = stage_data(cfg, 'finetune')
+    data = {}
+    for split in (fit_split, test_split):
+        emb, _ = embed_dataset(model.eval(), eval_loader(cfg, records, cache, split), progress=False)
+        metas = [r.meta for r in records if r.split == split]          # embed_dataset keeps the split's order
+        keep = [i for i, m in enumerate(metas) if len(m.get('objects', ())) == 1]
+        if not keep: raise ValueError(f"{cfg.data.manifest}: no one-object clip in split '{split}'")
+        data[split] = ({m: emb[m][keep].float().numpy() for m in modalities}, [metas[i]['objects'][0] for i in keep])
+    (fit, fit_objs), (test, test_objs) = data[fit_split], data[test_split]
+    out = {}
+    for a in attributes:
+        y, y_test = [label(o, a) for o in fit_objs], [label(o, a) for o in test_objs]
+        out[a] = {m: round(ridge_probe(fit[m], y, test[m], y_test), 3) for m in modalities}
+        out[a]['chance'] = round(max(y_test.count(v) for v in set(y_test)) / len(y_test), 3)
+    return out

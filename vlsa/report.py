@@ -11,8 +11,8 @@ from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eva
 from .tables import PAPER, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'make_vars', 'load_profile', 'stage_times', 'seeds_said', 'reading', 'control_and_search',
-           'diagnosis', 'summary_table', 'readme', 'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'seeds_said', 'reading',
+           'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -21,6 +21,7 @@ TABLES = {   # every table of a reproduction, and what it shows
     'tab4_r1': 'R@1 of text-to-video, text-to-audio and audio-to-video, beside the paper\'s Table 4 (LSMDC, AudioCaps, YouCook2)',
     'tab4_all_directions': 'every direction (and text against video and audio fused) with R@1/5/10/50, median and mean rank',
     'tab5_ablation': 'the four pre-training variants (neither, LPMM only, GAM only, both), fine-tuned, beside the paper\'s Table 5',
+    'tab5_probe': 'why Table 5 comes out as it does: which attributes a linear probe reads from the video and audio embeddings that each pre-training hands to fine-tuning',
     'control': 'the control: GAM\'s audio-video term on SyncBench with the sound-sight link off, beside the linked data',
     'search_check': '`vlsa search` with every test caption: how often its clip is in the top 1, 5 and 10',
 }
@@ -57,13 +58,14 @@ def _minutes(s:float) -> str: return f'{int(s // 60)} min {round(s % 60):02d} s'
 
 # %% ../nbs/52_report.ipynb #37b7e57e
 def seeds_said(P:Profile) -> str:
-    "Which seeds the numbers average: 'fine-tuning seeds 0, 1, 2, each from the pre-training of seed 0', or 'seeds 0, 1'."
+    "What our numbers average over: '3 seeds (0, 1, 2)', or '3 fine-tuning seeds (0, 1, 2), all from one pre-training ...'."
     ft, pre = P.stage_seeds('finetune'), P.stage_seeds('pretrain')
-    if ft == pre: return f"seed{'s' if len(ft) > 1 else ''} {', '.join(map(str, ft))}" + ('' if len(ft) > 1 else ' (no spread with one seed)')
-    own = [s for s in ft if s in pre]
-    return (f"fine-tuning seeds {', '.join(map(str, ft))}; pre-training seed{'s' if len(pre) > 1 else ''} {', '.join(map(str, pre))}"
-            + (f", and fine-tuning seeds without their own start from the pre-training of seed {pre[0]}" if len(own) < len(ft) else '')
-            + '; zero-shot numbers and pre-training losses are over the pre-training seeds')
+    n = lambda seeds, what='seed': f"{len(seeds)} {what}{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}"
+    if ft == pre: return n(ft) + (')' if len(ft) > 1 else '; no spread can be given with one seed)')
+    start = (f'all from one pre-training per variant (seed {pre[0]})' if len(pre) == 1 else
+             n(pre, 'pre-training seed') + f'; a fine-tuning seed without its own starts from seed {pre[0]})')
+    return (n(ft, 'fine-tuning seed') + f'), {start}; zero-shot numbers and pre-training losses come from the '
+            + ('pre-training' if len(pre) == 1 else 'pre-trainings') + (', with no spread' if len(pre) == 1 else ''))
 
 def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
     return seed_stats([load_eval(P, variant, s, stage) for s in P.stage_seeds(stage)], d, [k])[k]
@@ -71,7 +73,7 @@ def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
 def reading(P:Profile) -> list[str]:
     "The honest reading of a finished reproduction, one sentence a bullet."
     n, chance = split_size(P), 100 / split_size(P)
-    out = [f'Every number of ours is a mean over seeds ({seeds_said(P)}; ± is the standard deviation), on the {n} '
+    out = [f'Every number of ours is the mean (± the standard deviation) over {seeds_said(P)}, on the {n} '
            f'clips of the SyncBench test split, which is synthetic: chance R@1 is {chance:.2f} %. The paper\'s numbers '
            'come from other data sets; only patterns compare.']
     for stage, what in (('finetune', 'fine-tuned'), ('pretrain', 'zero-shot')):
@@ -87,7 +89,7 @@ def reading(P:Profile) -> list[str]:
         out.append(f"Ablation, {d} R@1 after fine-tuning: " + ', '.join(f'{VARIANT_LABELS[v]} {fmt(*stats[v][:2], 2)}' for v in o['order'])
                    + '. Against the paper\'s ordering (both > GAM only > LPMM only > neither), pair by pair: '
                    + '; '.join(f'{p} {w}' for p, w in judged.items()) + '.')
-    return out + diagnosis(P) + control_and_search(P)
+    return out + diagnosis(P) + probe_reading(P) + control_and_search(P)
 
 def _final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
     "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
@@ -114,6 +116,23 @@ def control_and_search(P:Profile) -> list[str]:
         out.append(f"`vlsa search` with each of the {int(mean['captions'])} test captions finds its clip among the first 5 "
                    f"of {int(mean['files'])} for {mean['top 5 (%)']:.1f} % of them (chance {chance['top 5 (%)']:.1f} %).")
     return out
+
+PROBED = (('audio', 'sound'), ('audio', 'pitch'), ('video', 'color'), ('video', 'shape'), ('video', 'motion'), ('video', 'count'))
+
+def probe_reading(P:Profile) -> list[str]:
+    "What each pre-training hands to fine-tuning, from tab5_probe.csv (when the ablation notebook wrote it)."
+    import pandas as pd
+    f = Path(P.results) / 'tables' / 'tab5_probe.csv'
+    if not f.exists(): return []
+    t = pd.read_csv(f)
+    chance = t[t['embedding'] == '–'].iloc[0]
+    parts = []
+    for m, a in PROBED:
+        rows = t[t['embedding'] == m].set_index('pre-training')[a]
+        parts.append(f"the {m} embedding's {a}: " + ', '.join(f"{k.replace('after ', '')} {v:.0f}" for k, v in rows.items())
+                     + f" (commonest value {chance[a]:.0f})")
+    return ['What each pre-training hands to fine-tuning, read by a linear probe from the embeddings on `val` '
+            '(`tables/tab5_probe.md`, %): ' + '; '.join(parts) + '.']
 
 def diagnosis(P:Profile) -> list[str]:
     "What the pre-training logs say about why the ablation came out as it did."
