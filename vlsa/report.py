@@ -49,12 +49,15 @@ def stage_times(P:Profile) -> list[tuple[str, float]]:
     for what, manifest in (('SyncBench generation', P.manifest), ('SyncBench control generation', P.control_manifest)):
         info = Path(manifest).parent / 'syncbench.json'
         if info.exists(): out.append((what, float(json.loads(info.read_text())['seconds'])))
-    for nb in sorted((Path(P.results) / 'executed').glob('*.ipynb'), key=lambda f: f.stat().st_mtime):
+    runs = []
+    for nb in (Path(P.results) / 'executed').glob('*.ipynb'):
         meta = json.loads(nb.read_text()).get('metadata', {}).get('papermill', {})
-        if meta.get('duration') is not None: out.append((nb.stem, float(meta['duration'])))
-    return out
+        if meta.get('duration') is not None: runs.append((meta.get('start_time') or '', nb.stem, float(meta['duration'])))
+    return out + [(name, seconds) for _, name, seconds in sorted(runs)]   # in the order they ran (a checkout resets mtimes)
 
-def _minutes(s:float) -> str: return f'{int(s // 60)} min {round(s % 60):02d} s'
+def _minutes(s:float) -> str:
+    s = round(s)
+    return f'{s // 60} min {s % 60:02d} s'
 
 # %% ../nbs/52_report.ipynb #37b7e57e
 def seeds_said(P:Profile) -> str:
@@ -73,9 +76,9 @@ def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
 def reading(P:Profile) -> list[str]:
     "The honest reading of a finished reproduction, one sentence a bullet."
     n, chance = split_size(P), 100 / split_size(P)
-    out = [f'Every number of ours is the mean (± the standard deviation) over {seeds_said(P)}, on the {n} '
-           f'clips of the SyncBench test split, which is synthetic: chance R@1 is {chance:.2f} %. The paper\'s numbers '
-           'come from other data sets; only patterns compare.']
+    out = [f'Every number of ours comes from the {n} clips of the SyncBench test split, which is synthetic (chance R@1 is '
+           f'{chance:.2f} %), and is the mean (± the standard deviation) over {seeds_said(P)}. The paper\'s numbers come '
+           'from other data sets; only patterns compare.']
     for stage, what in (('finetune', 'fine-tuned'), ('pretrain', 'zero-shot')):
         for d in ('T->V', 'T->A', 'A->V'):
             m, sd, _ = _mean(P, 'both', stage, d)
