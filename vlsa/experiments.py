@@ -144,18 +144,18 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
     (run_dir / 'eval-test.json').unlink(missing_ok=True)
     kw = dict(name=run_dir.name, out=P.runs, resume=True, progress=progress)
+    init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if stage == 'finetune' and variant in PRETRAINED else None
     if stage == 'pretrain':
         if variant not in PRETRAINED: raise ValueError(f"{variant!r} has no pre-training objective: fine-tune it from scratch")
         pretrain(cfg, **kw)
     else:
-        init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if variant in PRETRAINED else None
         if init is not None and not (init / 'eval-test.json').exists():
             raise FileNotFoundError(f'{init}: no finished pre-training run to fine-tune (make reproduce trains it first)')
         finetune(cfg, init, **kw)
     table = evaluate_run(run_dir, split=cfg.data.test_split)   # what `vlsa evaluate RUN` prints
     summary = json.loads((run_dir / 'summary.json').read_text())
-    init = P.run_dir(variant, P.init_seed(seed), 'pretrain').name if stage == 'finetune' and variant in PRETRAINED else None
-    _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'variant': variant, 'seed': seed, 'stage': stage, 'init': init,
+    _write_json(run_dir / 'eval-test.json', {'run': run_dir.name, 'variant': variant, 'seed': seed, 'stage': stage,
+                                             'init': init.name if init else None,
                                              'steps': summary['steps'], 'split': cfg.data.test_split,
                                              'retrieval': json.loads(table.to_json(orient='index'))})
     return run_dir
