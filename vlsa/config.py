@@ -138,6 +138,8 @@ class LossConfig:
     norm_pix_loss: bool = True    # MAE's normalized-patch targets for video and audio
     audio_text_after: int = 0     # GAM: the audio-text pair joins after this many pre-training steps, audio-video
                                   # alone before (0: both from the start, the paper's form; not stated in the paper)
+    finetune_mask_ratio: float = 0.0  # fine-tuning: each step encodes only (1 - ratio) of the video and audio patches,
+                                      # as FLIP does for images; evaluation sees every patch (0: the paper's form)
 
     def __post_init__(self):
         _check(self.global_objective in GLOBAL_OBJECTIVES,
@@ -145,6 +147,7 @@ class LossConfig:
         _check(self.lambda_global >= 0, f'loss.lambda_global must be >= 0, got {self.lambda_global}')
         _check(self.temperature_init > 0, f'loss.temperature_init must be > 0, got {self.temperature_init}')
         _check(self.audio_text_after >= 0, f'loss.audio_text_after must be >= 0, got {self.audio_text_after}')
+        _check(0 <= self.finetune_mask_ratio < 1, f'loss.finetune_mask_ratio must be in [0, 1), got {self.finetune_mask_ratio}')
 
 # %% ../nbs/00_config.ipynb #ae2c5e9b
 def _check_modalities(names, key):

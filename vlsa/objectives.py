@@ -11,7 +11,7 @@ from torch import nn
 from .checkpoint import CheckpointError, load_weights, objective_weights
 from .embedders import patchify_audio, patchify_video
 from .losses import GlobalMatching, InfoNCE, gather_flags, masked_patch_mse, masked_token_ce
-from .masking import IGNORE, bert_masking
+from .masking import IGNORE, bert_masking, frame_masking, gather_visible, random_masking
 from .model import VLSA, init_weights
 from .pretrained import locate
 
@@ -109,7 +109,9 @@ class Pretraining(Objective):
 # %% ../nbs/15_objectives.ipynb #9251b40b
 class Finetuning(Objective):
     """Fine-tuning for retrieval: two-way InfoNCE between text and video, and between text and audio, one temperature.
-    Clips without audio (`has_audio`) or without video (`has_video`: clips that are only sound) sit out that term."""
+    Clips without audio (`has_audio`) or without video (`has_video`: clips that are only sound) sit out that term.
+    With `loss.finetune_mask_ratio` > 0 each step encodes a random share of the video (every frame alike) and audio
+    patches: faster steps, and no two epochs show a clip the same way. `VLSA.encode_*` (evaluation) sees them all."""
     def __init__(self, model:VLSA):
         super().__init__(model)
         self.heads = InfoNCE(model.cfg.loss.temperature_init)
@@ -117,17 +119,32 @@ class Finetuning(Objective):
     def forward(self, batch:dict, generator=None) -> dict[str, torch.Tensor]:
         m = self.model
         t = m.encode_text(batch['text_ids'], batch['text_mask'])
-        a = m.encode_audio(batch['audio'])
+        a = self.audio(batch['audio'], generator)
         flag = lambda k: batch.get(k, torch.ones(len(t), dtype=torch.bool, device=t.device)).bool()
         has_audio, has_video = flag('has_audio'), flag('has_video')
         nce = self.heads
         # a batch that is only sound on every rank (AudioCaps, SoundDescs) skips the video tower; decided over all ranks,
         # since the term gathers from each of them
         any_video = bool(gather_flags(has_video).any())
-        text_video = nce(t, m.encode_video(batch['video']), has_video) if any_video else (t.sum() * 0.0 * nce.scale)
+        text_video = nce(t, self.video(batch['video'], generator), has_video) if any_video else (t.sum() * 0.0 * nce.scale)
         terms = {'ft_text_video_nce': text_video, 'ft_text_audio_nce': nce(t, a, has_audio)}   # equal shapes on every rank
         terms['loss'] = terms['ft_text_video_nce'] + terms['ft_text_audio_nce']
         terms['temperature'] = (1 / nce.scale).detach()
         return terms
+
+    def video(self, video:torch.Tensor, generator=None) -> torch.Tensor:
+        "(B, T, 3, H, W) -> (B, embed_dim): `encode_video`, from the visible patches of each frame when masking."
+        m, r = self.model, self.model.cfg.loss.finetune_mask_ratio
+        if not (r and self.training): return m.encode_video(video)
+        tokens = m.embed['video'](video)                                          # (B, T, P, D)
+        keep = frame_masking(*tokens.shape[:3], r, generator, tokens.device).keep   # (B, T, k)
+        return m.embed_global('video', gather_visible(tokens, keep).flatten(1, 2))   # (B, T*k, D) -> (B, E)
+
+    def audio(self, spec:torch.Tensor, generator=None) -> torch.Tensor:
+        "(B, 1, F, T') -> (B, embed_dim): `encode_audio`, from the visible patches when masking."
+        m, r = self.model, self.model.cfg.loss.finetune_mask_ratio
+        if not (r and self.training): return m.encode_audio(spec)
+        tokens = m.embed['audio'](spec)                                           # (B, N, D)
+        return m.embed_global('audio', gather_visible(tokens, random_masking(tokens.shape[:2], r, generator, tokens.device).keep))
 
 OBJECTIVES = {'pretrain': Pretraining, 'finetune': Finetuning}   # a training stage -> its objective
