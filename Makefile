@@ -77,8 +77,8 @@ yaml        = $(shell sed -n 's/^$(1): *\([^#]*\).*/\1/p' $(PCFG) 2>/dev/null)
 RUNS       := $(strip $(call yaml,runs))
 RESULTS    := $(strip $(call yaml,results))
 MANIFEST   := $(strip $(call yaml,manifest))
-SEEDS      := $(shell sed -n 's/^seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
-PRESEEDS   := $(or $(shell sed -n 's/^pretrain_seeds: *\[\(.*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' '),$(SEEDS))
+SEEDS      := $(shell sed -n 's/^seeds: *\[\([^]]*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
+PRESEEDS   := $(or $(shell sed -n 's/^pretrain_seeds: *\[\([^]]*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' '),$(SEEDS))
 EXECUTED   := $(RESULTS)/executed
 # VARIANTS, PRETRAINED and TABLE_NOTEBOOKS: their one source is the package (vlsa.report.make_vars), read once it is
 # installed; `make reproduce` installs it first, then starts a new make (reproduce-tables) that reads them.

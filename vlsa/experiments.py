@@ -139,6 +139,8 @@ def load_run(run_dir):
 def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=True) -> Path:
     "Train one stage of a variant (from the variant's pre-training, or from scratch for 'neither'), then score it on test."
     from vlsa.train import evaluate_run, finetune, pretrain
+    if stage == 'pretrain' and seed not in P.stage_seeds('pretrain'):   # it would train seed P.init_seed(seed) under this name
+        raise ValueError(f"profile {P.name!r} pre-trains seeds {P.stage_seeds('pretrain')}, not {seed}")
     cfg = P.config(variant, seed)
     run_dir = P.run_dir(variant, seed, stage)
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
@@ -217,6 +219,7 @@ def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     "GAM pre-training on the unlinked control data (the profile's settings, `control_steps` steps); its run folder."
     from vlsa.train import pretrain
     seed = P.stage_seeds('pretrain')[0] if seed is None else seed
+    if seed not in P.stage_seeds('pretrain'): raise ValueError(f"profile {P.name!r} pre-trains seeds {P.stage_seeds('pretrain')}, not {seed}")
     if not P.control_manifest.exists():
         if P.name != 'smoke':
             raise FileNotFoundError(f'{P.control_manifest}: no control data; `make reproduce` generates it '

@@ -135,8 +135,11 @@ def embedding_probe(model, cfg:Config, fit_split:str='train', test_split:str='va
     cfg, records, cache = stage_data(cfg, 'finetune')
     data = {}
     for split in (fit_split, test_split):
-        emb, _ = embed_dataset(model.eval(), eval_loader(cfg, records, cache, split), progress=False)
-        metas = [r.meta for r in records if r.split == split]          # embed_dataset keeps the split's order
+        loader = eval_loader(cfg, records, cache, split)
+        emb, _ = embed_dataset(model, loader, device=next(model.parameters()).device, progress=False)
+        bad = {b.id for b in loader.bad}                                # clips the loader skipped (data.on_error='skip')
+        metas = [r.meta for r in records if r.split == split and r.id not in bad]   # embed_dataset keeps the split's order
+        if len(metas) != len(emb['video']): raise RuntimeError(f'{split}: {len(emb["video"])} embeddings for {len(metas)} clips')
         keep = [i for i, m in enumerate(metas) if len(m.get('objects', ())) == 1]
         if not keep: raise ValueError(f"{cfg.data.manifest}: no one-object clip in split '{split}'")
         data[split] = ({m: emb[m][keep].float().numpy() for m in modalities}, [metas[i]['objects'][0] for i in keep])

@@ -64,10 +64,11 @@ def seeds_said(P:Profile) -> str:
     "What our numbers average over: '3 seeds (0, 1, 2)', or '3 fine-tuning seeds (0, 1, 2), all from one pre-training ...'."
     ft, pre = P.stage_seeds('finetune'), P.stage_seeds('pretrain')
     n = lambda seeds, what='seed': f"{len(seeds)} {what}{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}"
-    if ft == pre: return n(ft) + (')' if len(ft) > 1 else '; no spread can be given with one seed)')
+    one = '' if len(ft) > 1 else '; no spread can be given with one seed'
+    if ft == pre: return n(ft) + one + ')'
     start = (f'all from one pre-training per variant (seed {pre[0]})' if len(pre) == 1 else
              n(pre, 'pre-training seed') + f'; a fine-tuning seed without its own starts from seed {pre[0]})')
-    return (n(ft, 'fine-tuning seed') + f'), {start}; zero-shot numbers and pre-training losses come from the '
+    return (n(ft, 'fine-tuning seed') + f'{one}), {start}; zero-shot numbers and pre-training losses come from the '
             + ('pre-training' if len(pre) == 1 else 'pre-trainings') + (', with no spread' if len(pre) == 1 else ''))
 
 def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
@@ -75,7 +76,8 @@ def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
 
 def reading(P:Profile) -> list[str]:
     "The honest reading of a finished reproduction, one sentence a bullet."
-    n, chance = split_size(P), 100 / split_size(P)
+    n = split_size(P)
+    chance = 100 / n
     out = [f'Every number of ours comes from the {n} clips of the SyncBench test split, which is synthetic (chance R@1 is '
            f'{chance:.2f} %), and is the mean (± the standard deviation) over {seeds_said(P)}. The paper\'s numbers come '
            'from other data sets; only patterns compare.']
