@@ -69,6 +69,12 @@ class Profile:
         "The seeds a stage runs: `pretrain_seeds` (or `seeds`) for 'pretrain', `seeds` for 'finetune'."
         return list(self.pretrain_seeds or self.seeds) if stage == 'pretrain' else list(self.seeds)
 
+    def pretrain_seed(self, seed:int) -> int:
+        "`seed`, if the profile pre-trains it: a run named by another seed would train `init_seed(seed)` under its name."
+        if seed not in self.stage_seeds('pretrain'):
+            raise ValueError(f"profile {self.name!r} pre-trains seeds {self.stage_seeds('pretrain')}, not {seed}")
+        return seed
+
     def init_seed(self, seed:int) -> int:
         "The pre-training that fine-tuning seed `seed` starts from: its own if it has one, else the first."
         pre = self.stage_seeds('pretrain')
@@ -139,8 +145,7 @@ def load_run(run_dir):
 def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=True) -> Path:
     "Train one stage of a variant (from the variant's pre-training, or from scratch for 'neither'), then score it on test."
     from vlsa.train import evaluate_run, finetune, pretrain
-    if stage == 'pretrain' and seed not in P.stage_seeds('pretrain'):   # it would train seed P.init_seed(seed) under this name
-        raise ValueError(f"profile {P.name!r} pre-trains seeds {P.stage_seeds('pretrain')}, not {seed}")
+    if stage == 'pretrain': P.pretrain_seed(seed)
     cfg = P.config(variant, seed)
     run_dir = P.run_dir(variant, seed, stage)
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
@@ -218,8 +223,7 @@ def control_dir(P:Profile, seed:int) -> Path: return Path(P.runs) / f'{CONTROL}-
 def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     "GAM pre-training on the unlinked control data (the profile's settings, `control_steps` steps); its run folder."
     from vlsa.train import pretrain
-    seed = P.stage_seeds('pretrain')[0] if seed is None else seed
-    if seed not in P.stage_seeds('pretrain'): raise ValueError(f"profile {P.name!r} pre-trains seeds {P.stage_seeds('pretrain')}, not {seed}")
+    seed = P.stage_seeds('pretrain')[0] if seed is None else P.pretrain_seed(seed)
     if not P.control_manifest.exists():
         if P.name != 'smoke':
             raise FileNotFoundError(f'{P.control_manifest}: no control data; `make reproduce` generates it '

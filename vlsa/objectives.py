@@ -111,7 +111,8 @@ class Finetuning(Objective):
     """Fine-tuning for retrieval: two-way InfoNCE between text and video, and between text and audio, one temperature.
     Clips without audio (`has_audio`) or without video (`has_video`: clips that are only sound) sit out that term.
     With `loss.finetune_mask_ratio` > 0 each step encodes a random share of the video patches (the same number in
-    each frame) and of the audio patches: faster steps, and no two epochs show a clip the same way. `VLSA.encode_*` (evaluation) sees them all."""
+    each frame) and of the audio patches: faster steps, and no two epochs show a clip the same way. `VLSA.encode_*`
+    (evaluation) sees them all."""
     def __init__(self, model:VLSA):
         super().__init__(model)
         self.heads = InfoNCE(model.cfg.loss.temperature_init)
