@@ -33,7 +33,8 @@ def smoke(tmp_path_factory):
         profile = {'profile': 'ci', 'preset': 'tiny', 'synth': 'smoke', 'manifest': str(manifest),
                    'cache_dir': str(root / 'cache'), 'runs': str(root / name / 'runs'), 'results': str(root / name / 'results'),
                    'seeds': [0], 'settings': SMOKE_MODEL, 'pretrain_settings': {**SMOKE_STAGE, 'precision': 'auto'},
-                   'finetune_settings': {**SMOKE_STAGE, 'precision': 'auto'}}   # as configs/cpu.yaml
+                   'finetune_settings': {**SMOKE_STAGE, 'precision': 'auto'},   # as configs/cpu.yaml
+                   'finetune_only': {'model.video.num_frames': 8}}   # fine-tuning sees more frames than pre-training
         (root / f'{name}.yaml').write_text(yaml.safe_dump(profile, sort_keys=False, default_flow_style=None))
         files.append(root / f'{name}.yaml')
     return root, files
@@ -53,6 +54,9 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
     assert 'over 1 seed (0; no spread can be given' in (res / 'README.md').read_text()
     assert 'The control (GAM only' in (res / 'README.md').read_text() and 'test captions finds its clip' in out
+    frames = lambda run: json.loads((root / 'a' / 'runs' / run / 'config.json').read_text())['model']['video']['num_frames']
+    assert (frames('both-s0'), frames('both-s0-ft'), frames('neither-s0-ft')) == (4, 8, 8)
+    assert 'Fine-tuning only** (pre-training keeps the settings above): `model.video.num_frames=8`' in (res / 'README.md').read_text()
 
     again = make('reproduce', f'PCFG={a}')
     STAGE = r'^\s+(pre-training|fine-tuning|table) \S+ ->'      # the line make prints before each stage

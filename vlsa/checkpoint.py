@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .embedders import resize_frames
+
 # %% auto #0
 __all__ = ['OBJECTIVE', 'RENAMED', 'rng_state', 'set_rng_state', 'atomic_folder', 'save_checkpoint', 'CheckpointError',
-           'read_tensors', 'readable', 'migrate_keys', 'split_objective', 'load_weights', 'objective_weights',
-           'load_checkpoint', 'latest_checkpoint']
+           'read_tensors', 'readable', 'migrate_keys', 'split_objective', 'fit_frame_tables', 'load_weights',
+           'objective_weights', 'load_checkpoint', 'latest_checkpoint']
 
 # %% ../nbs/31_checkpoint.ipynb #a3386c33
 def _optimizer_split(state:dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -124,12 +126,21 @@ def split_objective(state:dict[str, torch.Tensor]) -> tuple[dict, dict]:
     network = {k: v for k, v in state.items() if not k.startswith(OBJECTIVE)}
     return network, {k[len(OBJECTIVE):]: v for k, v in state.items() if k.startswith(OBJECTIVE)}
 
-def load_weights(path, model:torch.nn.Module, strict:bool=True):
-    "Load `model.safetensors` of a checkpoint folder (or a .safetensors file) into `model`: the network's weights only."
+def fit_frame_tables(state:dict, model:torch.nn.Module) -> dict:
+    "`state` with the model's per-frame tables (`model.frame_tables`) interpolated in time to the model's number of frames."
+    own = model.state_dict()
+    fits = lambda k, v: k in getattr(model, 'frame_tables', ()) and k in own and v.ndim == 2 and v.shape[1:] == own[k].shape[1:]
+    return {k: resize_frames(v, own[k].shape[0]) if fits(k, v) else v for k, v in state.items()}
+
+def load_weights(path, model:torch.nn.Module, strict:bool=True, fit_frames:bool=False):
+    """Load `model.safetensors` of a checkpoint folder (or a .safetensors file) into `model`: the network's weights only.
+    `fit_frames`: a model of more (or fewer) frames than the checkpoint takes its per-frame tables interpolated, as a
+    fine-tuning on 8 frames of a pre-training on 4 does."""
     path = Path(path)
     file = path / 'model.safetensors' if path.is_dir() else path
     if not file.exists(): raise FileNotFoundError(f'{file}: no such checkpoint')
     state, _ = split_objective(read_tensors(file))
+    if fit_frames: state = fit_frame_tables(state, model)
     try: return model.load_state_dict(state, strict=strict)
     except RuntimeError as e:   # missing, unexpected or misshapen weights: the checkpoint is of another configuration
         detail = ' '.join(str(e).split())

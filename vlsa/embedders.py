@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
 
 # %% auto #0
 __all__ = ['patchify_video', 'unpatchify_video', 'patchify_audio', 'unpatchify_audio', 'sincos_1d', 'sincos_2d', 'VideoEmbed',
-           'AudioEmbed', 'TextEmbed']
+           'AudioEmbed', 'TextEmbed', 'resize_frames']
 
 # %% ../nbs/10_embedders.ipynb #74782af1
 def patchify_video(video:torch.Tensor, p:int) -> torch.Tensor:
@@ -111,3 +112,9 @@ class TextEmbed(nn.Module):
         "(B, L) token ids -> (B, L, D) tokens."
         if ids.shape[1] > len(self.pos): raise ValueError(f'text of {ids.shape[1]} tokens exceeds max_len {len(self.pos)}')
         return self.tokens(ids) + self.positions(ids.shape[1])
+
+# %% ../nbs/10_embedders.ipynb #30ce136e
+def resize_frames(table:torch.Tensor, frames:int) -> torch.Tensor:
+    "(T, D) learned per-frame embeddings -> (frames, D), linear in time between the frames' centres."
+    if table.shape[0] == frames: return table
+    return F.interpolate(table.T[None].float(), size=frames, mode='linear', align_corners=False)[0].T.to(table.dtype).contiguous()

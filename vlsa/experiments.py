@@ -56,6 +56,9 @@ class Profile:
     settings: dict = field(default_factory=dict)           # dotted overrides for both stages (model, data)
     pretrain_settings: dict = field(default_factory=dict)  # overrides of `pretrain.*`, without the prefix
     finetune_settings: dict = field(default_factory=dict)  # overrides of `finetune.*`
+    # dotted overrides (model, data) for fine-tuning only: the pre-training keeps `settings`. A fine-tuning on more
+    # frames than its pre-training starts from interpolated frame embeddings (`vlsa.checkpoint.fit_frame_tables`)
+    finetune_only: dict = field(default_factory=dict)
     control_steps: int = 0         # GAM on the unlinked control data: pre-training steps (0: as many as `pretrain_settings`)
     # pre-training seeds (None: `seeds`). A fine-tuning seed without a pre-training of its own starts from the first:
     # [0] with seeds [0, 1, 2] gives three fine-tunings of one pre-training, as the paper's three seeds must be
@@ -80,10 +83,12 @@ class Profile:
         pre = self.stage_seeds('pretrain')
         return seed if seed in pre else pre[0]
 
-    def config(self, variant:str='both', seed:int=0) -> Config:
-        "The resolved configuration of one variant and (fine-tuning) seed, with the seed of the pre-training it starts from."
+    def config(self, variant:str='both', seed:int=0, stage:str='pretrain') -> Config:
+        "The resolved configuration of one variant, (fine-tuning) seed and stage, with the seed of the pre-training it starts from."
+        if stage not in ('pretrain', 'finetune'): raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
         changes = {**self.settings, **{f'pretrain.{k}': v for k, v in self.pretrain_settings.items()},
-                   **{f'finetune.{k}': v for k, v in self.finetune_settings.items()}}
+                   **{f'finetune.{k}': v for k, v in self.finetune_settings.items()},
+                   **(self.finetune_only if stage == 'finetune' else {})}
         if self.manifest: changes['data.manifest'] = self.manifest
         changes['data.cache_dir'] = self.cache_dir
         return variant_config(override(get_config(self.preset), changes), variant, seed, self.init_seed(seed))
@@ -146,7 +151,7 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
     "Train one stage of a variant (from the variant's pre-training, or from scratch for 'neither'), then score it on test."
     from vlsa.train import evaluate_run, finetune, pretrain
     if stage == 'pretrain': P.pretrain_seed(seed)
-    cfg = P.config(variant, seed)
+    cfg = P.config(variant, seed, stage)
     run_dir = P.run_dir(variant, seed, stage)
     if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
     (run_dir / 'eval-test.json').unlink(missing_ok=True)

@@ -128,6 +128,7 @@ def _pool(tokens:torch.Tensor, keep:torch.Tensor|None=None) -> torch.Tensor:
 class VLSA(HubMixin, nn.Module):
     """VLSA's network: three embedders, the shared encoder with its global projections, and the shared decoder with
     its heads. The objectives that train it (LPMM + GAM, fine-tuning) are in `vlsa.objectives`."""
+    frame_tables = ('embed.video.time', 'decoder_pos.video_time')   # (T, D) learned per frame: `load_weights(fit_frames=True)`
     def __init__(self, config:ModelConfig|Config):
         super().__init__()
         cfg = config.model if isinstance(config, Config) else config

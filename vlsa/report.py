@@ -192,6 +192,8 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         *([f'- **Changed from the preset** (`{config_file}` says why): '
            + ', '.join(f'`{k}={v}`' for k, v in P.settings.items() if k.startswith('model.')) + '.']
           if any(k.startswith('model.') for k in P.settings) else []),
+        *([f'- **Fine-tuning only** (pre-training keeps the settings above): '
+           + ', '.join(f'`{k}={v}`' for k, v in P.finetune_only.items()) + '.'] if P.finetune_only else []),
         f'- **Produced** on {date} from commit `{commit}`.', '',
         '## Tables and figures', '', *tables, *figures,
         '- `executed/*.ipynb`: every experiment notebook as it ran, outputs included.',

@@ -262,7 +262,7 @@ def build_stage(cfg:Config, stage:str, run_dir:Path, resume:bool=False, init_fro
     if stage == 'finetune' and init_from is not None:   # None: from scratch (the ablation's 'neither' row)
         ck = Path(init_from)
         if ck.is_dir() and (ck / 'checkpoints').exists(): ck = latest_checkpoint(ck)
-        load_weights(ck, model)
+        load_weights(ck, model, fit_frames=True)   # a fine-tuning on more frames than the pre-training: interpolated
     if main:   # only now: a run that fails on its data or its initial weights leaves no folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / 'config.json').write_text(config_to_json(cfg))
