@@ -130,10 +130,10 @@ def make_profile(**params) -> Profile:
     return p
 
 # %% ../nbs/50_experiments.ipynb #3f73ec38
-def _same_settings(run_dir:Path, cfg:Config) -> bool:
+def _same_settings(run_dir:Path, cfg:Config, stage:str) -> bool:
     from vlsa.train import config_changes   # the spectrogram statistics a run measures are not settings
     f = run_dir / 'config.json'
-    return f.exists() and not config_changes(config_from_json(f.read_text()), cfg)
+    return f.exists() and not config_changes(config_from_json(f.read_text()), cfg, stage)
 
 def _write_json(path:Path, obj):
     "Written whole or not at all: `make` takes this file as the sign that the run is done."
@@ -153,7 +153,7 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
     if stage == 'pretrain': P.pretrain_seed(seed)
     cfg = P.config(variant, seed, stage)
     run_dir = P.run_dir(variant, seed, stage)
-    if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
+    if run_dir.exists() and not _same_settings(run_dir, cfg, stage): shutil.rmtree(run_dir)   # other settings: start afresh
     (run_dir / 'eval-test.json').unlink(missing_ok=True)
     kw = dict(name=run_dir.name, out=P.runs, resume=True, progress=progress)
     init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if stage == 'finetune' and variant in PRETRAINED else None
@@ -240,7 +240,7 @@ def train_control(P:Profile, seed:int|None=None, progress:bool=True) -> Path:
     if P.control_steps: changes['pretrain.steps'] = P.control_steps
     cfg = override(P.config('gam', seed), changes)
     run_dir = control_dir(P, seed)
-    if run_dir.exists() and not _same_settings(run_dir, cfg): shutil.rmtree(run_dir)   # other settings: start afresh
+    if run_dir.exists() and not _same_settings(run_dir, cfg, 'pretrain'): shutil.rmtree(run_dir)   # other settings: start afresh
     pretrain(cfg, name=run_dir.name, out=P.runs, resume=True, progress=progress)
     return run_dir
 

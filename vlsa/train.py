@@ -170,15 +170,18 @@ _PATHS = ('data.manifest', 'data.cache_dir')   # a run stores them absolute, to 
 
 def _absolute(path:str) -> str: return str(Path(path).resolve()) if path else path
 
-def config_changes(old:Config, new:Config) -> list[str]:
-    "'key: old -> new' for every setting that differs (the statistics a run measures are not settings)."
+def config_changes(old:Config, new:Config, stage:str|None=None) -> list[str]:
+    """'key: old -> new' for every setting that differs (the statistics a run measures are not settings); `stage`:
+    only the settings that stage reads, so that a pre-training is not done again for a new fine-tuning schedule."""
     flat = lambda d, pre='': {k2: v2 for k, v in d.items() for k2, v2 in
                               (flat(v, f'{pre}{k}.').items() if isinstance(v, dict) else [(f'{pre}{k}', v)])}
     a, b = flat(to_dict(old)), flat(to_dict(new))
     for d in (a, b): d.update({k: _absolute(d[k]) for k in _PATHS if k in d})   # the same files, however they were named
-    return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in _MEASURED]
+    other = {'pretrain': 'finetune.', 'finetune': 'pretrain.'}.get(stage, ())   # the section the stage never reads
+    return [f'{k}: {a.get(k)!r} -> {b.get(k)!r}' for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in _MEASURED and not (other and k.startswith(other))]
 
-def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool) -> None:
+def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool, stage:str|None=None) -> None:
     "A run folder belongs to one run: refuse to start over it (unless `overwrite`) or to resume it with other settings."
     if overwrite and run_dir.exists() and dist_info()[0] == 0: shutil.rmtree(run_dir)
     if overwrite and torch.distributed.is_initialized(): torch.distributed.barrier()   # every rank sees it gone
@@ -188,7 +191,7 @@ def claim_run_dir(run_dir:Path, cfg:Config, resume:bool, overwrite:bool) -> None
         raise ConfigError(f'{run_dir} already holds a run ({", ".join(held)}): resume it (--resume) or start it again '
                           '(--overwrite), or choose another --name')
     if (run_dir / 'config.json').exists():
-        changed = config_changes(load_config(run_dir / 'config.json'), cfg)
+        changed = config_changes(load_config(run_dir / 'config.json'), cfg, stage)
         if changed: raise ConfigError(f'{run_dir}: resuming with other settings than its config.json ({"; ".join(changed)}): '
                                       'resume with its own, or start a new run')
 
@@ -356,7 +359,7 @@ def run(cfg:Config, stage:str='pretrain', name:str|None=None, out='results/runs'
     with `resume` and the same settings, and started again only with `overwrite`."""
     if stage not in ('pretrain', 'finetune'): raise ValueError(f"stage must be 'pretrain' or 'finetune', got {stage!r}")
     run_dir = run_path(cfg, stage, name, out)
-    claim_run_dir(run_dir, cfg, resume, overwrite)
+    claim_run_dir(run_dir, cfg, resume, overwrite, stage)
     s = build_stage(cfg, stage, run_dir, resume, init_from)
     if s.main:
         log.info('%s: %d steps, batch %d = %d per step x %d processes x %d accumulation, lr %.3g (scaled from %.3g), %s',
