@@ -1,6 +1,6 @@
 """Write the computed parts of data_cards/syncbench.md: the table of what each modality reveals.
 
-The table is `vlsa.synth.reveal_table` over the ground truth of the cpu profile's train split (2,000 clips,
+The table is `vlsa.synth.reveal_table` over the ground truth of the cpu profile's train split (4,000 clips,
 seed 0: specs and narration only, nothing rendered), between the card's `reveals` markers.
 `python tools/render_data_card.py --check` exits 1 if the card is out of date."""
 import re, sys

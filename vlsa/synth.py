@@ -392,7 +392,7 @@ def make_clip(spec:ClipSpec, root:Path, size:int=112, shift:float|None=None) -> 
 # %% ../nbs/04_synth.ipynb #99da1240
 SPLITS = ('pretrain', 'train', 'val', 'test')
 PROFILES = {'smoke': {'pretrain': 24, 'train': 16, 'val': 8, 'test': 16},
-            'cpu': {'pretrain': 8000, 'train': 2000, 'val': 500, 'test': 1000},
+            'cpu': {'pretrain': 8000, 'train': 4000, 'val': 500, 'test': 1000},
             'gpu': {'pretrain': 40_000, 'train': 9000, 'val': 1000, 'test': 1000}}
 
 def clip_seed(seed:int, split:str, index:int) -> int:
