@@ -10,7 +10,7 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab reproduce reproduce-tables reproduce-benchmark data bench
+.PHONY: help install export clean check readme test lab reproduce reproduce-tables reproduce-benchmark data bench cost
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -134,6 +134,12 @@ data: data/syncbench/$(PROFILE)/manifest.jsonl ## generate the embedded SyncBenc
 data/syncbench/%/manifest.jsonl: | $(STAMP)
 	@$(now); echo "  generating SyncBench ($* profile) -> data/syncbench/$*"
 	$(BIN)/vlsa synth --profile $* --out data/syncbench/$* --desync
+
+# Table 7 holds times measured on this machine, so it is made here and not by `make reproduce` (byte-identical tables)
+cost: $(STAMP) ## Table 7 on this machine: parameters, FLOPs, clips/s and latency of the cpu profile's model and the base preset (minutes)
+	@mkdir -p results/executed; $(now); echo "  table tab7_cost -> results/tables/tab7_cost.md"
+	@$(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING nbs/experiments/tab7_cost.ipynb \
+	  results/executed/tab7_cost.ipynb -p config_file configs/cpu.yaml -p base True -p batch 64 -p steps 5 -p repeats 20 -p results results
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
 	$(BIN)/python bench/data.py

@@ -11,8 +11,11 @@ from vlsa.synth import PROFILES, clip_record, plan, reveal_table, with_narration
 CARD = Path(__file__).resolve().parents[1] / 'data_cards' / 'syncbench.md'
 BEGIN, END = '<!-- reveals: written by tools/render_data_card.py -->', '<!-- /reveals -->'
 
-def table() -> str:
-    specs = [with_narration(s) for s in plan({'train': PROFILES['cpu']['train']}, seed=0)]
+def table(workers:int=2) -> str:
+    "The reveal table; the narration is chosen by speaking it (eSpeak), so the clips are spread over `workers` processes."
+    from concurrent.futures import ProcessPoolExecutor
+    specs = plan({'train': PROFILES['cpu']['train']}, seed=0)
+    with ProcessPoolExecutor(workers) as pool: specs = list(pool.map(with_narration, specs, chunksize=100))
     return reveal_table([clip_record(s, '', {}, []) for s in specs])
 
 def render(card:str) -> str:
