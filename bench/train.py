@@ -27,17 +27,13 @@ BATCH = 64
 # ---- one measurement, in its own process -------------------------------------------------------------------
 def text_lengths(n: int = BATCH) -> dict:
     "Token counts of SyncBench's pre-training transcripts and of one training caption per clip (the real lengths)."
-    import numpy as np
     from vlsa.config import get_config
-    from vlsa.features import tokenize
-    from vlsa.synth import captions, plan, with_narration
-    specs, text = plan({'pretrain': n, 'train': n}, seed=0), get_config('tiny').model.text
-    transcripts = [' '.join(with_narration(s).sentences) for s in specs[:n]]
-    caps = [captions(s, np.random.default_rng(s.seed + 4))[i % 6] for i, s in enumerate(specs[n:])]
-    return {'pretrain': tokenize(transcripts, text)[1].sum(1).tolist(), 'finetune': tokenize(caps, text)[1].sum(1).tolist()}
+    from vlsa.cost import syncbench_text_lengths
+    return syncbench_text_lengths(n, get_config('tiny'))
 
 
 def batch_of(cfg, lengths: list[int]):
+    "vlsa.cost.random_batch, kept here: it also runs in the baseline commit, which has no vlsa.cost."
     import torch
     m, g = cfg.model, torch.Generator().manual_seed(0)
     lengths = (list(lengths) * BATCH)[:BATCH]

@@ -16,7 +16,8 @@ from .objectives import OBJECTIVES
 from .train import make_optimizer, resolve_precision
 
 # %% auto #0
-__all__ = ['PAPER_COST', 'PARTS', 'parameter_counts', 'flop_counter', 'random_batch', 'training_cost', 'embedding_cost']
+__all__ = ['PAPER_COST', 'PARTS', 'parameter_counts', 'flop_counter', 'syncbench_text_lengths', 'random_batch', 'training_cost',
+           'embedding_cost']
 
 # %% ../nbs/54_cost.ipynb #8698ebaa
 # the paper's Table 7 (its parameters, pre-training GPU-hours and latency) and its pre-training schedule (steps, batch)
@@ -54,23 +55,38 @@ def flop_counter() -> FlopCounterMode:
         aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: _attention_backward_flops})
 
-# %% ../nbs/54_cost.ipynb #b882a7db
-def random_batch(cfg:Config, batch:int, seed:int=0) -> dict[str, torch.Tensor]:
-    "A batch of `cfg`'s input shapes: video (B, T, 3, H, W), audio (B, 1, F, T'), text (B, L) at its full length."
+# %% ../nbs/54_cost.ipynb #a4f9b0ac
+def syncbench_text_lengths(n:int=64, cfg:Config|None=None) -> dict[str, list[int]]:
+    "Token counts of n SyncBench pre-training transcripts ('pretrain') and n training captions, one a clip ('finetune')."
+    import numpy as np
+    from vlsa.config import TextConfig
+    from vlsa.features import tokenize
+    from vlsa.synth import captions, plan, with_narration
+    text = cfg.model.text if cfg is not None else TextConfig()
+    specs = plan({'pretrain': n, 'train': n}, seed=0)
+    transcripts = [' '.join(with_narration(s).sentences) for s in specs[:n]]
+    caps = [captions(s, np.random.default_rng(s.seed + 4))[i % 6] for i, s in enumerate(specs[n:])]
+    return {'pretrain': tokenize(transcripts, text)[1].sum(1).tolist(), 'finetune': tokenize(caps, text)[1].sum(1).tolist()}
+
+def random_batch(cfg:Config, batch:int, lengths:list[int]|None=None, seed:int=0) -> dict[str, torch.Tensor]:
+    """A batch of `cfg`'s input shapes: video (B, T, 3, H, W), audio (B, 1, F, T'), text (B, L) padded to the longest of
+    `lengths` (cycled over the batch; None: every text at `text.max_len`)."""
     m, g = cfg.model, torch.Generator().manual_seed(seed)
+    lengths = torch.tensor((list(lengths or [m.text.max_len]) * batch)[:batch])           # (B,)
+    mask = (torch.arange(int(lengths.max()))[None] < lengths[:, None]).long()             # (B, L)
     return {'video': torch.randn(batch, m.video.num_frames, 3, m.video.frame_size, m.video.frame_size, generator=g),
             'audio': torch.randn(batch, 1, m.audio.freq_bins, m.audio.time_frames, generator=g),
-            'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, (batch, m.text.max_len), generator=g),
-            'text_mask': torch.ones(batch, m.text.max_len, dtype=torch.long),
-            'has_audio': torch.ones(batch, dtype=torch.bool)}
+            'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, mask.shape, generator=g) * mask,
+            'text_mask': mask, 'has_audio': torch.ones(batch, dtype=torch.bool)}
 
-# %% ../nbs/54_cost.ipynb #e5cced87
-def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, warmup:int=1, seed:int=0) -> dict:
+# %% ../nbs/54_cost.ipynb #e93db16b
+def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, warmup:int=1, lengths:list[int]|None=None,
+                  seed:int=0) -> dict:
     "Clips per second and FLOPs per clip of `stage`'s training steps at `batch` on the CPU, with the stage's precision."
     torch.manual_seed(seed)
     tc, cpu = getattr(cfg, stage), torch.device('cpu')
     net = OBJECTIVES[stage](VLSA(cfg)).train()
-    opt, data, gen = make_optimizer(net, tc, cpu), random_batch(cfg, batch, seed), torch.Generator().manual_seed(seed)
+    opt, data, gen = make_optimizer(net, tc, cpu), random_batch(cfg, batch, lengths, seed), torch.Generator().manual_seed(seed)
     precision = resolve_precision(tc.precision, cpu)
 
     def step():
@@ -88,11 +104,11 @@ def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, wa
     return {'stage': stage, 'batch': batch, 'precision': precision, 'seconds_per_step': seconds,
             'clips_per_second': batch / seconds, 'flops_per_clip': counter.get_total_flops() / batch}
 
-# %% ../nbs/54_cost.ipynb #904e8ee4
-def embedding_cost(cfg:Config, repeats:int=5, warmup:int=1, seed:int=0) -> dict:
-    "Median milliseconds to embed one clip's video, audio and text at batch 1, and the FLOPs it takes."
+# %% ../nbs/54_cost.ipynb #c73b2c8b
+def embedding_cost(cfg:Config, repeats:int=5, warmup:int=1, text_len:int|None=None, seed:int=0) -> dict:
+    "Median milliseconds to embed one clip's video, audio and text (`text_len` tokens, None: max_len) at batch 1, and its FLOPs."
     torch.manual_seed(seed)
-    model, clip = VLSA(cfg).eval(), random_batch(cfg, 1, seed)
+    model, clip = VLSA(cfg).eval(), random_batch(cfg, 1, text_len and [text_len], seed)
     def embed(): return model(clip['video'], clip['audio'], clip['text_ids'], clip['text_mask'])
     with torch.inference_mode():
         for _ in range(warmup): embed()
