@@ -57,6 +57,7 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     frames = lambda run: json.loads((root / 'a' / 'runs' / run / 'config.json').read_text())['model']['video']['num_frames']
     assert (frames('both-s0'), frames('both-s0-ft'), frames('neither-s0-ft')) == (4, 8, 8)
     assert 'Fine-tuning only** (pre-training keeps the settings above): `model.video.num_frames=8`' in (res / 'README.md').read_text()
+    assert re.search(r'\*\*Machine\*\* .* the runs trained in (bf16|fp32) \(8 runs\)', (res / 'README.md').read_text())   # and the control
 
     again = make('reproduce', f'PCFG={a}')
     STAGE = r'^\s+(pre-training|fine-tuning|table) \S+ ->'      # the line make prints before each stage

@@ -11,8 +11,9 @@ from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eva
 from .tables import PAPER, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'seeds_said', 'reading',
-           'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'readme', 'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'seeds_said',
+           'reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
+           'machine_said', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -28,6 +29,8 @@ TABLES = {   # every table of a reproduction, and what it shows
 # The notebooks of nbs/experiments/ that make the tables: each writes tables/<name>.md (tab4_r1 writes
 # tab4_all_directions too). `make reproduce` reads this list, and the variants, from `make_vars`.
 TABLE_NOTEBOOKS = ('tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab5_ablation', 'control', 'search_check')
+# Made by `make cost`, not `make reproduce`: its times are this machine's, so it cannot be the same byte for byte.
+MACHINE_TABLES = ('tab7_cost',)
 
 def make_vars() -> str:
     "The lists that `make reproduce` builds from, as Makefile assignments: their one source is this package."
@@ -169,6 +172,23 @@ def _git(*args) -> str:
     try: return subprocess.run(['git', *args], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError): return 'unknown'
 
+def run_precisions(P:Profile) -> dict[str, list[str]]:
+    "Precision ('bf16', 'fp32') -> the finished runs of the profile that trained in it (from their summary.json)."
+    out = {}
+    for f in sorted(Path(P.runs).glob('*/summary.json')):
+        out.setdefault(json.loads(f.read_text()).get('precision', 'unknown'), []).append(f.parent.name)
+    return out
+
+def machine_said(P:Profile) -> str:
+    "The CPU that writes the report and the precision the runs trained in (`auto` is bf16 only where the CPU runs it natively)."
+    import os, platform
+    info = Path('/proc/cpuinfo')
+    names = [l.split(':', 1)[1].strip() for l in info.read_text().splitlines() if l.startswith('model name')] if info.exists() else []
+    cpu = (names or [platform.processor() or 'an unnamed CPU'])[0]
+    used = '; '.join(f'{p} ({len(runs)} runs)' for p, runs in sorted(run_precisions(P).items())) or 'no finished run yet'
+    return (f'{cpu}, {os.cpu_count()} cores; the runs trained in {used}. `precision: auto` trains in bf16 only where '
+            'the CPU runs it natively (AMX or AVX512-BF16), so a CPU that resolves it otherwise gives other numbers.')
+
 def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None) -> str:
     "results/README.md: what each table shows, where it came from, how long it took, and what it says."
     date = date or datetime.date.today().isoformat()
@@ -194,7 +214,8 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
           if any(k.startswith('model.') for k in P.settings) else []),
         *([f'- **Fine-tuning only** (pre-training keeps the settings above): '
            + ', '.join(f'`{k}={v}`' for k, v in P.finetune_only.items()) + '.'] if P.finetune_only else []),
-        f'- **Produced** on {date} from commit `{commit}`.', '',
+        f'- **Produced** on {date} from commit `{commit}`.',
+        f'- **Machine** (the one that wrote this file): {machine_said(P)}', '',
         '## Tables and figures', '', *tables, *figures,
         '- `executed/*.ipynb`: every experiment notebook as it ran, outputs included.',
         '- `runs/` (git-ignored): each run\'s configuration, logs, checkpoints and `eval-test.json`.', '',
