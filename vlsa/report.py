@@ -11,9 +11,9 @@ from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eva
 from .tables import PAPER, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'seeds_said',
-           'reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
-           'machine_said', 'readme', 'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'trained_earlier',
+           'seeds_said', 'reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table',
+           'run_precisions', 'machine_said', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -57,6 +57,15 @@ def stage_times(P:Profile) -> list[tuple[str, float]]:
         meta = json.loads(nb.read_text()).get('metadata', {}).get('papermill', {})
         if meta.get('duration') is not None: runs.append((meta.get('start_time') or '', nb.stem, float(meta['duration'])))
     return out + [(name, seconds) for _, name, seconds in sorted(runs)]   # in the order they ran (a checkout resets mtimes)
+
+def trained_earlier(P:Profile, stage:str, seconds:float) -> float|None:
+    """The training seconds of the run behind an executed notebook ('pretrain-both-s0', 'finetune-both-s0') where they
+    exceed the notebook's `seconds` by over a minute: the notebook resumed a run finished by an earlier `make`."""
+    kind, _, name = stage.partition('-')
+    run = {'pretrain': name, 'finetune': f'{name}-ft'}.get(kind)
+    summary = Path(P.runs) / run / 'summary.json' if run else None
+    trained = json.loads(summary.read_text()).get('train_seconds') if summary and summary.exists() else None
+    return trained if trained and trained > seconds + 60 else None
 
 def _minutes(s:float) -> str:
     s = round(s)
@@ -198,6 +207,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
               if (res / 'tables' / f'{name}.md').exists()]
     figures = [f'- [`figures/{f.name}`](figures/{f.name})' for f in sorted((res / 'figures').glob('*.png'))]
     times = stage_times(P)
+    earlier = [trained_earlier(P, name, s) for name, s in times]
     cfg = P.config()
     return '\n'.join([
         '# results', '',
@@ -222,8 +232,11 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         '## What the numbers say', '', *[f'- {s}' for s in reading(P)], '',
         '### R@1 after fine-tuning, by pre-training variant', '', summary_table(P),
         '## How long each stage took', '', '| stage | time |', '|---|---:|',
-        *[f'| {name} | {_minutes(s)} |' for name, s in times],
-        f'| total, without installation (the first pre-training builds the clip cache) | {_minutes(sum(s for _, s in times))} |', '',
+        *[f'| {name} | {_minutes(s)}' + (f' (resumed a finished run, which had trained for {_minutes(t)})' if t else '') + ' |'
+          for (name, s), t in zip(times, earlier)],
+        f'| total, without installation (the first pre-training builds the clip cache) | {_minutes(sum(s for _, s in times))} |',
+        *([f'| total with the training time of the runs done before | '
+           f'{_minutes(sum(max(s, t or 0) for (_, s), t in zip(times, earlier)))} |'] if any(earlier) else []), '',
         '## Benchmarks', '',
         '`bench/*.json`: `make bench` (decoding and feature throughput, decord against PyAV and the clip cache; '
         'retrieval ranking against the full-matrix argsort; training steps with MAE-style token dropping against a dense '

@@ -220,7 +220,7 @@ class Stage:
     sched: torch.optim.lr_scheduler.LRScheduler
     gen: torch.Generator      # masking and hard negatives
     precision: str            # 'bf16' or 'fp32', resolved for the device
-    state: dict = field(default_factory=lambda: {'step': 0, 'epoch': 0, 'batch': 0})
+    state: dict = field(default_factory=lambda: {'step': 0, 'epoch': 0, 'batch': 0, 'seconds': 0.0})   # seconds: training so far
 
     @property
     def tc(self) -> TrainConfig: return getattr(self.cfg, self.name)
@@ -310,6 +310,8 @@ def train_steps(s:Stage, stop_after:int|None=None, progress:bool=True):
     logf = open(s.run_dir / 'log.jsonl', 'a') if s.main else None
     bar = tqdm(total=s.total, initial=state['step'], desc=s.name, disable=not (progress and s.main), unit='step')
     done_here, t_last, clips, wait = 0, time.perf_counter(), 0, 0.0
+    before, t_begin = state.get('seconds', 0.0), time.perf_counter()
+    def clock(): state['seconds'] = round(before + time.perf_counter() - t_begin, 1)   # over resumes, in checkpoints
     try:
         s.net.train()
         stop = False
@@ -336,9 +338,10 @@ def train_steps(s:Stage, stop_after:int|None=None, progress:bool=True):
                     bar.set_postfix({k: f'{v:.3f}' for k, v in sums.items() if k != 'temperature'} | {'clips/s': row['clips_per_s']})
                     t_last, clips, wait = now, 0, 0.0
                 if tc.eval_every and state['step'] % tc.eval_every == 0 and state['step'] < s.total: s.evaluation()
-                if tc.ckpt_every and state['step'] % tc.ckpt_every == 0: s.checkpoint()
+                if tc.ckpt_every and state['step'] % tc.ckpt_every == 0: clock(); s.checkpoint()
                 stop = _Stop.requested or bool(stop_after and done_here >= stop_after)
     finally:
+        clock()
         bar.close()
         if logf: logf.close()
 
@@ -349,6 +352,7 @@ def finish_stage(s:Stage):
         s.checkpoint('final')
         table = s.evaluation()
         (s.run_dir / 'summary.json').write_text(json.dumps({'stage': s.name, 'steps': s.state['step'], 'precision': s.precision,
+            'train_seconds': s.state.get('seconds'),
             'bad_clips': len(s.loader.bad), 'eval_split': s.cfg.data.eval_split,
             'retrieval': json.loads(table.to_json(orient='index'))}, indent=2) + '\n')
     if s.loader.bad and s.main: log.warning(s.loader.report())
