@@ -136,10 +136,10 @@ data/syncbench/%/manifest.jsonl: | $(STAMP)
 	$(BIN)/vlsa synth --profile $* --out data/syncbench/$* --desync
 
 # Table 7 holds times measured on this machine, so it is made here and not by `make reproduce` (byte-identical tables)
-cost: $(STAMP) ## Table 7 on this machine: parameters, FLOPs, clips/s and latency of the cpu profile's model and the base preset (minutes)
-	@mkdir -p results/executed; $(now); echo "  table tab7_cost -> results/tables/tab7_cost.md"
+cost: $(STAMP) ## Table 7 on this machine: parameters, FLOPs, clips/s and latency of PROFILE's model and the base preset (minutes)
+	@mkdir -p $(EXECUTED); $(now); echo "  table tab7_cost -> $(RESULTS)/tables/tab7_cost.md"
 	@$(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING nbs/experiments/tab7_cost.ipynb \
-	  results/executed/tab7_cost.ipynb -p config_file configs/cpu.yaml -p base True -p batch 64 -p steps 5 -p repeats 20 -p results results
+	  $(EXECUTED)/tab7_cost.ipynb -p config_file $(PCFG) -p base True -p batch 64 -p steps 5 -p repeats 20 -p results $(RESULTS)
 
 bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
 	$(BIN)/python bench/data.py

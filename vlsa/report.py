@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime, json, subprocess
 from pathlib import Path
 
+from .cost import machine
 from .experiments import PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, fmt, ordering, verdicts
 
@@ -30,7 +31,8 @@ TABLES = {   # every table of a reproduction, and what it shows
 # tab4_all_directions too). `make reproduce` reads this list, and the variants, from `make_vars`.
 TABLE_NOTEBOOKS = ('tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab5_ablation', 'control', 'search_check')
 # Made by `make cost`, not `make reproduce`: its times are this machine's, so it cannot be the same byte for byte.
-MACHINE_TABLES = ('tab7_cost',)
+MACHINE_TABLES = {'tab7_cost': 'parameters, FLOPs per clip, training clips/s and the latency of embedding a clip, beside the '
+                               'paper\'s Table 7 (`make cost`, measured on the machine it names)'}
 
 def make_vars() -> str:
     "The lists that `make reproduce` builds from, as Makefile assignments: their one source is this package."
@@ -54,13 +56,14 @@ def stage_times(P:Profile) -> list[tuple[str, float]]:
         if info.exists(): out.append((what, float(json.loads(info.read_text())['seconds'])))
     runs = []
     for nb in (Path(P.results) / 'executed').glob('*.ipynb'):
+        if nb.stem in MACHINE_TABLES: continue   # `make cost`, not a stage of the reproduction
         meta = json.loads(nb.read_text()).get('metadata', {}).get('papermill', {})
         if meta.get('duration') is not None: runs.append((meta.get('start_time') or '', nb.stem, float(meta['duration'])))
     return out + [(name, seconds) for _, name, seconds in sorted(runs)]   # in the order they ran (a checkout resets mtimes)
 
 def trained_earlier(P:Profile, stage:str, seconds:float) -> float|None:
     """The training seconds of the run behind an executed notebook ('pretrain-both-s0', 'finetune-both-s0') where they
-    exceed the notebook's `seconds` by over a minute: the notebook resumed a run finished by an earlier `make`."""
+    exceed the notebook's `seconds` by over a minute: the notebook continued a run that an earlier `make` began."""
     kind, _, name = stage.partition('-')
     run = {'pretrain': name, 'finetune': f'{name}-ft'}.get(kind)
     summary = Path(P.runs) / run / 'summary.json' if run else None
@@ -190,12 +193,8 @@ def run_precisions(P:Profile) -> dict[str, list[str]]:
 
 def machine_said(P:Profile) -> str:
     "The CPU that writes the report and the precision the runs trained in (`auto` is bf16 only where the CPU runs it natively)."
-    import os, platform
-    info = Path('/proc/cpuinfo')
-    names = [l.split(':', 1)[1].strip() for l in info.read_text().splitlines() if l.startswith('model name')] if info.exists() else []
-    cpu = (names or [platform.processor() or 'an unnamed CPU'])[0]
     used = '; '.join(f'{p} ({len(runs)} runs)' for p, runs in sorted(run_precisions(P).items())) or 'no finished run yet'
-    return (f'{cpu}, {os.cpu_count()} cores; the runs trained in {used}. `precision: auto` trains in bf16 only where '
+    return (f'{machine()}; the runs trained in {used}. `precision: auto` trains in bf16 only where '
             'the CPU runs it natively (AMX or AVX512-BF16), so a CPU that resolves it otherwise gives other numbers.')
 
 def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None) -> str:
@@ -203,7 +202,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
     date = date or datetime.date.today().isoformat()
     commit = commit or _git('rev-parse', '--short', 'HEAD')
     res = Path(P.results)
-    tables = [f'- [`tables/{name}.md`](tables/{name}.md) (and `.csv`): {what}.' for name, what in TABLES.items()
+    tables = [f'- [`tables/{name}.md`](tables/{name}.md) (and `.csv`): {what}.' for name, what in {**TABLES, **MACHINE_TABLES}.items()
               if (res / 'tables' / f'{name}.md').exists()]
     figures = [f'- [`figures/{f.name}`](figures/{f.name})' for f in sorted((res / 'figures').glob('*.png'))]
     times = stage_times(P)
@@ -232,7 +231,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         '## What the numbers say', '', *[f'- {s}' for s in reading(P)], '',
         '### R@1 after fine-tuning, by pre-training variant', '', summary_table(P),
         '## How long each stage took', '', '| stage | time |', '|---|---:|',
-        *[f'| {name} | {_minutes(s)}' + (f' (resumed a finished run, which had trained for {_minutes(t)})' if t else '') + ' |'
+        *[f'| {name} | {_minutes(s)}' + (f' (continued a run begun earlier, which trained for {_minutes(t)} in all)' if t else '') + ' |'
           for (name, s), t in zip(times, earlier)],
         f'| total, without installation (the first pre-training builds the clip cache) | {_minutes(sum(s for _, s in times))} |',
         *([f'| total with the training time of the runs done before | '
