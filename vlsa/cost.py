@@ -80,7 +80,7 @@ def random_batch(cfg:Config, batch:int, lengths:list[int]|None=None, seed:int=0)
             'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, mask.shape, generator=g) * mask,
             'text_mask': mask, 'has_audio': torch.ones(batch, dtype=torch.bool)}
 
-# %% ../nbs/54_cost.ipynb #8a35d2e1
+# %% ../nbs/54_cost.ipynb #eaa632cc
 def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, warmup:int=1, lengths:list[int]|None=None,
                   seed:int=0) -> dict:
     "Clips per second and FLOPs per clip of `stage`'s training steps at `batch` on the CPU, with the stage's precision."
@@ -99,9 +99,10 @@ def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, wa
         opt.step(); opt.zero_grad(set_to_none=True)
 
     for _ in range(warmup): step()
-    t0 = time.perf_counter()
-    for _ in range(steps): step()
-    seconds = (time.perf_counter() - t0) / steps
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)   # a busy spell on a shared machine moves the median least
     with flop_counter() as counter: step()
     return {'stage': stage, 'batch': batch, 'precision': precision, 'seconds_per_step': seconds,
             'clips_per_second': batch / seconds, 'flops_per_clip': counter.get_total_flops() / batch}
