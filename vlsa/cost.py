@@ -17,8 +17,8 @@ from .objectives import OBJECTIVES
 from .train import make_optimizer, resolve_precision
 
 # %% auto #0
-__all__ = ['PAPER_COST', 'PARTS', 'parameter_counts', 'flop_counter', 'syncbench_text_lengths', 'random_batch', 'training_cost',
-           'embedding_cost', 'machine']
+__all__ = ['PAPER_COST', 'PARTS', 'parameter_counts', 'flop_counter', 'syncbench_text_lengths', 'random_batch', 'median_seconds',
+           'training_cost', 'embedding_cost', 'machine']
 
 # %% ../nbs/54_cost.ipynb #8698ebaa
 # the paper's Table 7 (its parameters, pre-training GPU-hours and latency) and its pre-training schedule (steps, batch)
@@ -80,7 +80,16 @@ def random_batch(cfg:Config, batch:int, lengths:list[int]|None=None, seed:int=0)
             'text_ids': torch.randint(m.text.first_word_id, m.text.vocab_size, mask.shape, generator=g) * mask,
             'text_mask': mask, 'has_audio': torch.ones(batch, dtype=torch.bool)}
 
-# %% ../nbs/54_cost.ipynb #eaa632cc
+# %% ../nbs/54_cost.ipynb #3e41749e
+def median_seconds(fn, repeats:int, warmup:int=1) -> float:
+    "Median wall-clock seconds of `repeats` calls of `fn`, after `warmup` untimed ones."
+    for _ in range(warmup): fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+# %% ../nbs/54_cost.ipynb #f4570f53
 def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, warmup:int=1, lengths:list[int]|None=None,
                   seed:int=0) -> dict:
     "Clips per second and FLOPs per clip of `stage`'s training steps at `batch` on the CPU, with the stage's precision."
@@ -98,30 +107,23 @@ def training_cost(cfg:Config, stage:str='pretrain', batch:int=8, steps:int=3, wa
         torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step(); opt.zero_grad(set_to_none=True)
 
-    for _ in range(warmup): step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)   # a busy spell on a shared machine moves the median least
+    seconds = median_seconds(step, steps, warmup)
     with flop_counter() as counter: step()
     return {'stage': stage, 'batch': batch, 'precision': precision, 'seconds_per_step': seconds,
             'clips_per_second': batch / seconds, 'flops_per_clip': counter.get_total_flops() / batch}
 
-# %% ../nbs/54_cost.ipynb #c73b2c8b
+# %% ../nbs/54_cost.ipynb #a53d42e9
 def embedding_cost(cfg:Config, repeats:int=5, warmup:int=1, text_len:int|None=None, seed:int=0) -> dict:
     "Median milliseconds to embed one clip's video, audio and text (`text_len` tokens, None: max_len) at batch 1, and its FLOPs."
     torch.manual_seed(seed)
     model, clip = VLSA(cfg).eval(), random_batch(cfg, 1, text_len and [text_len], seed)
     def embed(): return model(clip['video'], clip['audio'], clip['text_ids'], clip['text_mask'])
     with torch.inference_mode():
-        for _ in range(warmup): embed()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter(); embed(); times.append(time.perf_counter() - t0)
+        seconds = median_seconds(embed, repeats, warmup)
         with flop_counter() as counter: embed()
-    return {'latency_ms': 1000 * statistics.median(times), 'flops': counter.get_total_flops(), 'repeats': repeats}
+    return {'latency_ms': 1000 * seconds, 'flops': counter.get_total_flops(), 'repeats': repeats}
 
-# %% ../nbs/54_cost.ipynb #013dc4fd
+# %% ../nbs/54_cost.ipynb #07c7c097
 def machine() -> str:
     "'<CPU model>, N logical CPUs': the CPU this process runs on."
     import os, platform

@@ -5,6 +5,7 @@
 # %% ../nbs/52_report.ipynb #38923868
 from __future__ import annotations
 import datetime, json, subprocess
+from collections import Counter
 from pathlib import Path
 
 from .cost import machine
@@ -184,16 +185,13 @@ def _git(*args) -> str:
     try: return subprocess.run(['git', *args], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError): return 'unknown'
 
-def run_precisions(P:Profile) -> dict[str, list[str]]:
-    "Precision ('bf16', 'fp32') -> the finished runs of the profile that trained in it (from their summary.json)."
-    out = {}
-    for f in sorted(Path(P.runs).glob('*/summary.json')):
-        out.setdefault(json.loads(f.read_text()).get('precision', 'unknown'), []).append(f.parent.name)
-    return out
+def run_precisions(P:Profile) -> Counter:
+    "Precision ('bf16', 'fp32') -> how many finished runs of the profile trained in it (from their summary.json)."
+    return Counter(json.loads(f.read_text()).get('precision', 'unknown') for f in Path(P.runs).glob('*/summary.json'))
 
 def machine_said(P:Profile) -> str:
     "The CPU that writes the report and the precision the runs trained in (`auto` is bf16 only where the CPU runs it natively)."
-    used = '; '.join(f'{p} ({len(runs)} runs)' for p, runs in sorted(run_precisions(P).items())) or 'no finished run yet'
+    used = '; '.join(f'{p} ({n} runs)' for p, n in sorted(run_precisions(P).items())) or 'no finished run yet'
     return (f'{machine()}; the runs trained in {used}. `precision: auto` trains in bf16 only where '
             'the CPU runs it natively (AMX or AVX512-BF16), so a CPU that resolves it otherwise gives other numbers.')
 
