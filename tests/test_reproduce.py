@@ -51,6 +51,8 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     assert json.loads((root / 'syncbench-unlinked' / 'syncbench.json').read_text())['linked'] is False   # the control's data
     assert (res / 'figures' / 'control.png').exists() and (root / 'a' / 'runs' / 'gam-control-s0' / 'summary.json').exists()
     assert 'What the numbers say' in (res / 'README.md').read_text()
+    assert '| ceiling (a perfect reader of the video) |' in (res / 'tables' / 'tab2_text_video.md').read_text()
+    assert 'What the data allows, T->A' in (res / 'README.md').read_text()
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
     assert 'over 1 seed (0; no spread can be given' in (res / 'README.md').read_text()
     assert 'The control (GAM only' in (res / 'README.md').read_text() and 'test captions finds its clip' in out

@@ -184,6 +184,8 @@ def expected_recall(scores:np.ndarray, own:np.ndarray, ks=(1, 5, 10), tol:float=
 def ceiling(manifest, split:str='test', reference_split:str='pretrain', views=tuple(VIEWS), ks=(1, 5, 10)) -> pd.DataFrame:
     "Text-to-clip R@K (%) of a perfect reader of each view, on `split`; its priors and slips counted on `reference_split`."
     records = [{'captions': r.captions, 'split': r.split, 'meta': r.meta} for r in read_manifest(manifest)]
+    if not all(r['meta'].get('objects') for r in records):
+        raise ValueError(f'{manifest}: no ground truth (meta.objects) in some clips: the ceiling is for SyncBench only')
     part = lambda s: [r for r in records if r['split'] == s]
     rows = {v: expected_recall(*caption_scores(part(split), part(reference_split), v), ks) for v in views}
     return pd.DataFrame(rows).T.rename_axis('view')

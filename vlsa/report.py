@@ -14,8 +14,8 @@ from .tables import PAPER, fmt, ordering, verdicts
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'trained_earlier',
-           'seeds_said', 'reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table',
-           'run_precisions', 'machine_said', 'readme', 'where']
+           'seeds_said', 'reading', 'ceiling_reading', 'control_and_search', 'probe_reading', 'diagnosis',
+           'summary_table', 'run_precisions', 'machine_said', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -110,12 +110,29 @@ def reading(P:Profile) -> list[str]:
         out.append(f"Ablation, {d} R@1 after fine-tuning: " + ', '.join(f'{VARIANT_LABELS[v]} {fmt(*stats[v][:2], 2)}' for v in o['order'])
                    + '. Against the paper\'s ordering (both > GAM only > LPMM only > neither), pair by pair: '
                    + '; '.join(f'{p} {w}' for p, w in judged.items()) + '.')
-    return out + diagnosis(P) + probe_reading(P) + control_and_search(P)
+    return out + ceiling_reading(P) + diagnosis(P) + probe_reading(P) + control_and_search(P)
 
 def _final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
     "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
     logs = [json.loads(l) for l in (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()[-rows:]]
     return {k: sum(l[k] for l in logs) / len(logs) for k in logs[-1] if isinstance(logs[-1][k], (int, float))}
+
+def ceiling_reading(P:Profile) -> list[str]:
+    "How near the full model comes to what the data allows: the ceiling rows of Tables 2 and 3 (where they were written)."
+    import pandas as pd
+    out, tables = [], Path(P.results) / 'tables'
+    for name, d in (('tab2_text_video', 'T->V'), ('tab3_text_audio', 'T->A')):
+        if not (tables / f'{name}.csv').exists(): continue
+        t = pd.read_csv(tables / f'{name}.csv')
+        t = t[(t['data'] == P.label) & (t['direction'] == d)]
+        ceiling, ours = t[t['method'].str.startswith('ceiling')], t[t['method'] == 'VLSA (ours)'].set_index('setting')
+        if ceiling.empty or ours.empty: continue
+        c, ft, zs = ceiling['R@5'].iloc[0], ours.loc['fine-tuned', 'R@5'], ours.loc['zero-shot', 'R@5']
+        reader = ceiling['method'].iloc[0].removeprefix('ceiling (').removesuffix(')')   # 'a perfect reader of the video'
+        out.append(f"What the data allows, {d} (`tables/{name}.md`): {reader} finds the right clip among the first 5 for "
+                   f"{c:.1f} % of the test captions (R@1 {ceiling['R@1'].iloc[0]:.1f} %); the fine-tuned full model for "
+                   f"{ft:.1f} % ({100 * ft / c:.0f} % of that ceiling), zero-shot for {zs:.1f} %.")
+    return out
 
 def control_and_search(P:Profile) -> list[str]:
     "What the control and the caption search found, from their tables (when the profile made them)."

@@ -12,9 +12,9 @@ import pandas as pd
 from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log, seed_stats
 
 # %% auto #0
-__all__ = ['PAPER', 'REPORTED', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'paper_row', 'fmt', 'markdown_table',
-           'write_table', 'ordering', 'verdict', 'verdicts', 'ablation_frame', 'ablation_chart', 'training_figure',
-           'control_figure']
+__all__ = ['PAPER', 'REPORTED', 'CEILING_VIEWS', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'ceiling_row',
+           'paper_row', 'fmt', 'markdown_table', 'write_table', 'ordering', 'verdict', 'verdicts', 'ablation_frame',
+           'ablation_chart', 'training_figure', 'control_figure']
 
 # %% ../nbs/51_tables.ipynb #fee15139
 PAPER = {
@@ -46,6 +46,18 @@ def chance_row(P:Profile, direction:str, metrics, n:int) -> dict:
     "What a random ranking of `n` candidates scores: R@K = 100 K / n."
     row = {'data': P.label, 'method': 'chance (random ranking)', 'setting': '–', 'direction': direction, 'seeds': '–'}
     for m in metrics: row[m], row[f'{m} sd'] = 100 * min(1, int(m[2:]) / n), math.nan
+    return row
+
+CEILING_VIEWS = {'T->V': 'video', 'T->A': 'audio', 'T->V+A': 'video+audio'}   # a direction's candidates: what its reader sees
+
+def ceiling_row(P:Profile, direction:str, metrics) -> dict:
+    "The best any model can do on SyncBench's test split: a perfect reader of the candidates' modality (`vlsa.ceiling`)."
+    from vlsa.ceiling import ceiling
+    view = CEILING_VIEWS[direction]
+    got = ceiling(P.manifest, P.config().data.test_split, views=(view,), ks=[int(m[2:]) for m in metrics]).loc[view]
+    row = {'data': P.label, 'method': f'ceiling (a perfect reader of the {view})', 'setting': '–', 'direction': direction,
+           'seeds': '–'}
+    for m in metrics: row[m], row[f'{m} sd'] = float(got[m]), math.nan
     return row
 
 def paper_row(data:str, method:str, setting:str, direction:str, metrics, values) -> dict:
