@@ -15,13 +15,15 @@ from . import synth as S
 from .data import read_manifest
 
 # %% auto #0
-__all__ = ['KEYS', 'DERIVED', 'MOTION_PHRASES', 'FIRST_WORDS', 'VOCAB', 'SEGMENT', 'FACTORS', 'VIEWS', 'HEARS_WORDS',
-           'IMPOSSIBLE', 'read_segment', 'caption_claims', 'object_rows', 'object_types', 'word_confusion', 'posterior',
-           'satisfies', 'caption_scores', 'expected_recall', 'ceiling']
+__all__ = ['KEYS', 'VALUES', 'DERIVED', 'PHRASES', 'FIRST_WORDS', 'VOCAB', 'SEGMENT', 'FACTORS', 'VIEWS', 'ORDERED',
+           'HEARS_WORDS', 'SLIPPED', 'IMPOSSIBLE', 'read_segment', 'caption_claims', 'transcript_claims', 'object_rows',
+           'object_types', 'NoGroundTruth', 'satisfies', 'narration_likelihood', 'view_weights', 'caption_scores',
+           'expected_recall', 'ceiling']
 
 # %% ../nbs/08_ceiling.ipynb #198608f4
-KEYS = ('shape', 'color', 'size', 'motion', 'count', 'sound', 'pitch')
-DERIVED = {'material': lambda t: t['color'].map(S.MATERIALS),                              # a caption may name these
+KEYS = S.ATTRIBUTES                                                       # shape, color, size, motion, count, sound, pitch
+VALUES = {**{k: tuple(v) for k, v in S.VALUES.items()}, 'motion': tuple(S.MOTIONS), 'count': ('1', '2', '3')}
+DERIVED = {'material': lambda t: t['color'].map(S.MATERIALS),             # a caption may name these too
            'onset': lambda t: np.where(t['motion'] == 'pop', 'appearance', 'impact')}
 
 def _words(table:dict, plural:bool=False) -> list[tuple[str, str]]:
@@ -29,12 +31,8 @@ def _words(table:dict, plural:bool=False) -> list[tuple[str, str]]:
     out = [(w + s, str(v)) for v, ws in table.items() for w in ws for s in (('', 's') if plural else ('',))]
     return sorted(out, key=lambda p: -len(p[0]))
 
-MOTION_PHRASES = {'bounces on the floor': 'bounce_floor', 'hits the ground': 'bounce_floor', 'bounces between the walls': 'bounce_walls',
-                  'hits the walls': 'bounce_walls', 'pops in and out': 'pop', 'appears': 'pop', 'falls and stops': 'fall_stop',
-                  'drops to the floor and stays': 'fall_stop', 'slides and stops': 'slide_stop',
-                  'slides into the wall and stops': 'slide_stop'}
-FIRST_WORDS = {'bounces': ('bounce_floor', 'bounce_walls'), 'hits': ('bounce_floor', 'bounce_walls'), 'pops': ('pop',),
-               'falls': ('fall_stop',), 'drops': ('fall_stop',), 'slides': ('slide_stop',)}   # a motion's first word alone
+PHRASES = {p.replace(' {t}', ''): m for m, ps in S.MOTION_PHRASES.items() for p in ps}   # 'hits the ground' -> bounce_floor
+FIRST_WORDS = {w: tuple(sorted({m for p, m in PHRASES.items() if p.split()[0] == w})) for w in {p.split()[0] for p in PHRASES}}
 VOCAB = {'sound': _words({s: S.SOUND_WORDS[s] + (S.SOUND_VERBS[s],) for s in S.SOUNDS}, plural=True),
          'material': _words({m: (w,) for m, w in S.MATERIAL_WORDS.items()}),
          'shape': _words(S.SHAPE_WORDS), 'color': _words({c: (c,) for c in S.COLORS}), 'size': _words(S.SIZE_WORDS),
@@ -50,9 +48,8 @@ def _take(text:str, phrase:str) -> tuple[bool, str]:
 def read_segment(text:str) -> tuple[dict[str, frozenset], str]:
     "What one object's part of a caption says (attribute -> the values it allows), and the words it left unread."
     text, out = f' {text.lower()} ', {}
-    def claim(key, values):
-        out[key] = out.get(key, frozenset(values)) & frozenset(values)
-    for phrase, m in sorted(MOTION_PHRASES.items(), key=lambda p: -len(p[0])):
+    def claim(key, values): out[key] = out.get(key, frozenset(values)) & frozenset(values)
+    for phrase, m in sorted(PHRASES.items(), key=lambda p: -len(p[0])):
         hit, text = _take(text, phrase)
         if hit: claim('motion', [m])
     hit, text = _take(text, 'hits something')                        # 'each time the X hits something': not a pop
@@ -73,66 +70,49 @@ def read_segment(text:str) -> tuple[dict[str, frozenset], str]:
 
 @lru_cache(maxsize=None)
 def caption_claims(caption:str) -> tuple[dict[str, frozenset], ...]:
-    "A caption cut into its objects' parts, and what each part says (one dict per object; do not change them)."
+    "A caption cut into its objects' parts, in the order it names them, and what each says (do not change the dicts)."
     return tuple(read_segment(part)[0] for part in SEGMENT.split(caption))
+
+def transcript_claims(transcript:str) -> dict[str, frozenset]:
+    "What the narration says of the one object it speaks of (its filler left out: 'next one' is no count)."
+    for filler in S.FILLER: transcript = transcript.replace(filler, ' ')
+    return read_segment(transcript)[0]
 
 # %% ../nbs/08_ceiling.ipynb #ad360490
 def object_rows(records:list[dict]) -> pd.DataFrame:
-    "One row per object of each record: clip index, its attributes (count: its number of events)."
-    rows = [{'clip': i, **{k: str(o[k]) for k in KEYS if k != 'count'}, 'count': str(len(o['events']))}
-            for i, r in enumerate(records) for o in r['meta']['objects']]
-    return pd.DataFrame(rows, columns=['clip', *KEYS])
+    "One row per object of each record: its clip, how many objects the clip holds, its attributes (count: events)."
+    rows = [{'clip': i, 'objects': len(r['meta']['objects']), **{k: str(o[k]) for k in KEYS if k != 'count'},
+             'count': str(len(o['events']))} for i, r in enumerate(records) for o in r['meta']['objects']]
+    return pd.DataFrame(rows, columns=['clip', 'objects', *KEYS])
 
-# The generator's factors: shape, colour, size and motion are drawn alone, the count given the motion, and the sound
-# and pitch given the colour and size (the rule, and its exceptions)
+# The generator's factors: shape, colour, size and motion drawn alone, the count given the motion, and the sound and
+# pitch given the colour and size (the rule, and its exceptions). Counted apart for clips of one and of two objects
+# (two objects never slide), each count raised by `pseudo`: a combination the reference lacks is rare, not impossible.
 FACTORS = ((('shape',), ()), (('color',), ()), (('size',), ()), (('motion',), ()), (('count',), ('motion',)),
            (('sound', 'pitch'), ('color', 'size')))
 
-def object_types(reference:pd.DataFrame, pseudo:float=0.5) -> pd.DataFrame:
-    """Every combination of the values `reference` holds, with its prior probability: the product of FACTORS'
-    frequencies, each count raised by `pseudo` (a combination the reference lacks is rare, not impossible)."""
-    types = pd.DataFrame(list(product(*[sorted(reference[k].unique()) for k in KEYS])), columns=list(KEYS))
-    types['prior'] = 1.0
-    for what, given in FACTORS:
-        cols = list(what + given)
-        combos = types[cols].drop_duplicates()
-        n = reference.groupby(cols).size().reindex(pd.MultiIndex.from_frame(combos)).fillna(0).to_numpy() + pseudo
-        p = pd.Series(n, pd.MultiIndex.from_frame(combos))
-        p = p / (p.groupby(level=list(given)).transform('sum') if given else p.sum())
-        types['prior'] *= p.reindex(pd.MultiIndex.from_frame(types[cols])).to_numpy()
+def object_types(reference:pd.DataFrame, pseudo:float=0.1) -> pd.DataFrame:
+    "Every object the generator can make, and its prior in clips of one and of two objects (columns `prior1`, `prior2`)."
+    types = pd.DataFrame([t for t in product(*(VALUES[k] for k in KEYS)) if int(t[4]) in S.MOTIONS[t[3]]], columns=list(KEYS))
+    for n in (1, 2):
+        ref, prior = reference[reference['objects'] == n], np.ones(len(types))
+        for what, given in FACTORS:
+            cols = list(what + given)
+            combos = pd.MultiIndex.from_frame(types[cols].drop_duplicates())
+            p = ref.groupby(cols).size().reindex(combos).fillna(0) + pseudo
+            p = p / (p.groupby(level=list(given)).transform('sum') if given else p.sum())
+            prior *= p.reindex(pd.MultiIndex.from_frame(types[cols])).to_numpy()
+        types[f'prior{n}'] = prior
     for k, f in DERIVED.items(): types[k] = f(types)
     return types
 
 # %% ../nbs/08_ceiling.ipynb #bfb00ff4
-VIEWS = {'video': ('shape', 'color', 'size', 'motion', 'count'),           # the frames show what it is and does
-         'audio': ('sound', 'pitch', 'count', 'onset'),                    # the sounds: family, pitch, events, impact or not
-         'video+audio': KEYS}
-HEARS_WORDS = {'audio'}   # the narration is in the audio track: its words are evidence too (with the narrator's slips)
+VIEWS = {**S.SHOWN, 'video+audio': KEYS}   # what each reader knows exactly (S.SHOWN: the generator's own account)
+ORDERED = {'video', 'video+audio'}          # the frames show which object a caption names first: the one on the left
+HEARS_WORDS = {'audio'}                     # the narration is in the audio track: its words are evidence too
+SLIPPED = {k: (k, 'material') if k == 'color' else (k,) for k in S.SLIP_ATTRIBUTES}   # a slip, and the words it changes
 
-def word_confusion(records:list[dict]) -> dict[str, pd.DataFrame]:
-    "attribute -> P(the narration names w | the object's value v), a (w, v) table from the one-object clips ('' names none)."
-    rows = [(S.named(r['meta']['transcript']), r['meta']['objects'][0]) for r in records if len(r['meta']['objects']) == 1]
-    out = {}
-    for k in KEYS:
-        said = pd.Series([n[k] for n, _ in rows]); true = pd.Series([str(len(o['events'])) if k == 'count' else str(o[k]) for _, o in rows])
-        counts = pd.crosstab(said, true) + 0.5                                  # every (w, v) possible: a slip can say anything
-        out[k] = counts / counts.sum(axis=0)
-    return out
-
-def posterior(objects:pd.DataFrame, types:pd.DataFrame, view:str, said:list|None=None, confusion:dict|None=None) -> np.ndarray:
-    """(objects, types): P(the object is of each type | what `view` shows of it), and of the narration's words where
-    `said[i]` holds them (`synth.named` of the transcript; None: no words for that object)."""
-    w = np.broadcast_to(types['prior'].to_numpy(), (len(objects), len(types))).copy()
-    shown = objects.assign(**{k: f(objects) for k, f in DERIVED.items()})
-    for k in VIEWS[view]: w *= shown[k].to_numpy()[:, None] == types[k].to_numpy()[None]
-    heard = [i for i, words in enumerate(said or []) if words is not None]
-    for k in (KEYS if heard else ()):
-        table = confusion[k]                                                  # (words, values)
-        rows = table.index.get_indexer([said[i][k] for i in heard])          # -1: a word the reference never heard
-        cols = table.columns.get_indexer(types[k])
-        p = np.where((rows[:, None] >= 0) & (cols[None] >= 0), table.to_numpy()[rows][:, cols], 1.0)
-        w[heard] *= p
-    return w / w.sum(1, keepdims=True)
+class NoGroundTruth(ValueError): "A manifest without SyncBench's ground truth (`meta.objects`), or without its reference split."
 
 def satisfies(claims:list[dict], types:pd.DataFrame) -> np.ndarray:
     "(claims, types): whether an object of each type is what each claim says."
@@ -142,50 +122,77 @@ def satisfies(claims:list[dict], types:pd.DataFrame) -> np.ndarray:
         for k, allowed in c.items(): out[i] &= np.isin(cols[k], list(allowed))
     return out
 
+def _said_as(key:str, value:str, word:str) -> str:
+    "What the narrator names under `word` when the object's `key` is `value` (a colour gives the material too)."
+    return S.MATERIALS[value] if word == 'material' else value
+
+def narration_likelihood(claims:dict, types:pd.DataFrame) -> np.ndarray:
+    "(types,): P(the narrator says `claims` of an object of each type), with the generator's slips."
+    fits = {k: np.isin(types[k].to_numpy(), list(v)) for k, v in claims.items()}
+    all_of = lambda keys: np.all([fits[k] for k in keys], axis=0) if keys else np.ones(len(types), bool)
+    p = (1 - S.SLIPS) * all_of(list(claims))
+    for key, words in SLIPPED.items():     # one of these named wrongly, as any other of its values
+        sayable = [v for v in VALUES[key] if all(_said_as(key, v, w) in claims[w] for w in words if w in claims)]
+        wrong = len(sayable) - np.isin(types[key].to_numpy(), sayable)     # the other values that fit the words
+        p = p + S.SLIPS / len(SLIPPED) * all_of([k for k in claims if k not in words]) * wrong / (len(VALUES[key]) - 1)
+    return p
+
 def _claim_key(c:dict) -> tuple: return tuple(sorted((k, tuple(sorted(v))) for k, v in c.items()))
+
+def view_weights(objects:pd.DataFrame, types:pd.DataFrame, view:str) -> np.ndarray:
+    "(objects, types): prior times whether the type agrees with what `view` shows of the object (not normalised)."
+    w = np.where(objects['objects'].to_numpy()[:, None] == 1, types['prior1'].to_numpy(), types['prior2'].to_numpy())
+    shown = objects.assign(**{k: f(objects) for k, f in DERIVED.items()})
+    for k in VIEWS[view]: w *= shown[k].to_numpy()[:, None] == types[k].to_numpy()[None]
+    if (w.sum(1) == 0).any(): raise ValueError(f'an object the generator cannot make: {objects[w.sum(1) == 0].iloc[0].to_dict()}')
+    return w
 
 IMPOSSIBLE = -1e9   # the log-probability of a caption that names more or fewer objects than the clip holds
 
 def caption_scores(records:list[dict], reference:list[dict], view:str) -> tuple[np.ndarray, np.ndarray]:
-    """(captions, clips) log P(a caption's claims | what `view` shows of each clip), objects matched to the caption's
-    parts in the likelier order; and each caption's own clip. Priors and the narrator's slips come from `reference`."""
+    "(captions, clips) log P(the caption | what `view` shows of each clip), and each caption's own clip."
     types, objects = object_types(object_rows(reference)), object_rows(records)
-    n_objects = objects.groupby('clip')['clip'].transform('size').to_numpy()
-    said = [S.named(records[c]['meta']['transcript']) if n == 1 else None for c, n in zip(objects['clip'], n_objects)] \
-           if view in HEARS_WORDS else None   # in a two-object clip the narrator speaks of one, and a listener cannot tell which
-    W = posterior(objects, types, view, said, word_confusion(reference) if said else None)        # (O, T)
+    w = view_weights(objects, types, view)                                                    # (O, T)
+    ww = w * np.stack([narration_likelihood(transcript_claims(records[c]['meta']['transcript']), types)
+                       for c in objects['clip']]) if view in HEARS_WORDS else w               # and the narration's words
     captions = [caption_claims(c) for r in records for c in r['captions']]
     own = np.array([i for i, r in enumerate(records) for _ in r['captions']])
-    keys = {}
+    index = {}
     for parts in captions:
-        for c in parts: keys.setdefault(_claim_key(c), c)
-    index = {k: j for j, k in enumerate(keys)}
-    logp = np.log(np.maximum(W @ satisfies(list(keys.values()), types).T, 1e-300))                # (O, U)
+        for c in parts: index.setdefault(_claim_key(c), (len(index), c))
+    fit = satisfies([c for _, c in index.values()], types).T.astype(float)                   # (T, U)
+    a, b = w @ fit, w.sum(1)                                                                 # (O, U), (O,)
+    aw, bw = (ww @ fit, ww.sum(1)) if ww is not w else (a, b)
     slots = np.full((len(records), 2), -1)
-    for o, (c, k) in enumerate(zip(objects['clip'], objects.groupby('clip').cumcount())): slots[c, k] = o
+    slots[objects['clip'], objects.groupby('clip').cumcount()] = np.arange(len(objects))
     one, two = slots[:, 1] < 0, slots[:, 1] >= 0
+    o, x, y = slots[one, 0], slots[two, 0], slots[two, 1]
+    # the narrator speaks of one object of two, which a listener cannot tell: half the time each
+    pair = lambda x, y, u, v: (aw[x, u] * a[y, v] + a[x, u] * aw[y, v]) / 2
+    norm = (bw[x] * b[y] + b[x] * bw[y]) / 2
     scores = np.full((len(captions), len(records)), IMPOSSIBLE)
     for q, parts in enumerate(captions):
-        u = [index[_claim_key(c)] for c in parts]
-        if len(u) == 1: scores[q, one] = logp[slots[one, 0], u[0]]
+        u = [index[_claim_key(c)][0] for c in parts]
+        if len(u) == 1: scores[q, one] = np.log(np.maximum(aw[o, u[0]] / bw[o], 1e-300))
         elif len(u) == 2:
-            a, b = slots[two, 0], slots[two, 1]
-            scores[q, two] = np.maximum(logp[a, u[0]] + logp[b, u[1]], logp[b, u[0]] + logp[a, u[1]])
+            p = pair(x, y, *u) if view in ORDERED else (pair(x, y, *u) + pair(y, x, *u)) / 2   # the order unheard
+            scores[q, two] = np.log(np.maximum(p / norm, 1e-300))
     return scores, own
 
+# %% ../nbs/08_ceiling.ipynb #b1c854e4
 def expected_recall(scores:np.ndarray, own:np.ndarray, ks=(1, 5, 10), tol:float=1e-9) -> dict[str, float]:
-    """R@K (%) of ranking by `scores` (queries, candidates), where the clips tied with the right one come in random
-    order: the expectation over that order, exactly (a reader who cannot tell clips apart can only guess among them)."""
+    "R@K (%) of ranking by `scores` (queries, candidates), expected over the order of the clips tied with the right one."
     right = scores[np.arange(len(own)), own][:, None]
     higher, tied = (scores > right + tol).sum(1), (np.abs(scores - right) <= tol).sum(1) - 1
     return {f'R@{k}': float(100 * np.clip((k - higher) / (tied + 1), 0, 1).mean()) for k in ks}
 
-# %% ../nbs/08_ceiling.ipynb #e28168ce
+# %% ../nbs/08_ceiling.ipynb #b04e290d
 def ceiling(manifest, split:str='test', reference_split:str='pretrain', views=tuple(VIEWS), ks=(1, 5, 10)) -> pd.DataFrame:
-    "Text-to-clip R@K (%) of a perfect reader of each view, on `split`; its priors and slips counted on `reference_split`."
+    "Text-to-clip R@K (%) of a perfect reader of each view on `split`; the priors are counted on `reference_split`."
     records = [{'captions': r.captions, 'split': r.split, 'meta': r.meta} for r in read_manifest(manifest)]
-    if not all(r['meta'].get('objects') for r in records):
-        raise ValueError(f'{manifest}: no ground truth (meta.objects) in some clips: the ceiling is for SyncBench only')
     part = lambda s: [r for r in records if r['split'] == s]
+    if not all(r['meta'].get('objects') for r in records) or not part(reference_split) or not part(split):
+        raise NoGroundTruth(f"{manifest}: the ceiling needs SyncBench's ground truth (meta.objects in every clip) and the "
+                            f"splits '{split}' and '{reference_split}'")
     rows = {v: expected_recall(*caption_scores(part(split), part(reference_split), v), ks) for v in views}
     return pd.DataFrame(rows).T.rename_axis('view')

@@ -16,12 +16,12 @@ from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 # %% auto #0
 __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
            'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'VALUES', 'SHAPE_WORDS', 'SIZE_WORDS',
-           'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'SLIPS',
-           'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject',
-           'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling',
-           'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames',
-           'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
-           'generate']
+           'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'MOTION_PHRASES',
+           'SLIPS', 'SLIP_ATTRIBUTES', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED',
+           'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec', 'with_narration',
+           'spoken', 'fits', 'sibling', 'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'side',
+           'trajectory', 'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan',
+           'named', 'reveals', 'reveal_table', 'generate']
 
 # %% ../nbs/04_synth.ipynb #0893f108
 VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
@@ -169,20 +169,24 @@ NUMBER = {1: 'one', 2: 'two', 3: 'three'}
 FILLER = ('Okay, here we go.', 'So, let us see.', 'Alright, next one.', 'Watch closely now.', 'And there it is.',
           'Um, right.')
 
+MOTION_PHRASES = {'bounce_floor': ('bounces on the floor {t}', 'hits the ground {t}'),   # {t}: how many times
+                  'bounce_walls': ('bounces between the walls {t}', 'hits the walls {t}'),
+                  'pop': ('pops in and out {t}', 'appears {t}'),
+                  'fall_stop': ('falls and stops', 'drops to the floor and stays'),
+                  'slide_stop': ('slides and stops', 'slides into the wall and stops')}
+
 def motion_phrase(o:SceneObject, rng) -> str:
     "What the object does, with its count: 'bounces on the floor twice'."
     t = rng.choice(TIMES[len(o.events)])
-    return {'bounce_floor': rng.choice([f'bounces on the floor {t}', f'hits the ground {t}']),
-            'bounce_walls': rng.choice([f'bounces between the walls {t}', f'hits the walls {t}']),
-            'pop': rng.choice([f'pops in and out {t}', f'appears {t}']),
-            'fall_stop': rng.choice(['falls and stops', 'drops to the floor and stays']),
-            'slide_stop': rng.choice(['slides and stops', 'slides into the wall and stops'])}[o.motion]
+    said = {m: rng.choice([p.format(t=t) for p in ps]) for m, ps in MOTION_PHRASES.items()}   # a draw for each motion
+    return said[o.motion]
 
-SLIPS = 0.15   # the share of sentences in which the narrator names one attribute wrongly
+SLIPS = 0.15   # the share of narrations in which the narrator names one attribute wrongly
+SLIP_ATTRIBUTES = ('color', 'shape', 'size', 'sound')   # what a slip can change (a colour changes the material's word too)
 
 def _slipped(o:SceneObject, rng) -> SceneObject:
     "The object as a narrator who slips sees it: one of colour, shape, size or sound named wrongly."
-    key = str(rng.choice(['color', 'shape', 'size', 'sound']))
+    key = str(rng.choice(list(SLIP_ATTRIBUTES)))
     return replace(o, **{key: str(rng.choice([v for v in VALUES[key] if v != getattr(o, key)]))})
 
 def narration_sentences(spec:ClipSpec, rng) -> list[str]:

@@ -50,11 +50,12 @@ def chance_row(P:Profile, direction:str, metrics, n:int) -> dict:
 
 CEILING_VIEWS = {'T->V': 'video', 'T->A': 'audio', 'T->V+A': 'video+audio'}   # a direction's candidates: what its reader sees
 
-def ceiling_row(P:Profile, direction:str, metrics) -> dict:
-    "The best any model can do on SyncBench's test split: a perfect reader of the candidates' modality (`vlsa.ceiling`)."
-    from vlsa.ceiling import ceiling
+def ceiling_row(P:Profile, direction:str, metrics) -> dict|None:
+    "What a perfect reader of the candidates' modality scores on SyncBench's test split (`vlsa.ceiling`); None elsewhere."
+    from vlsa.ceiling import NoGroundTruth, ceiling
     view = CEILING_VIEWS[direction]
-    got = ceiling(P.manifest, P.config().data.test_split, views=(view,), ks=[int(m[2:]) for m in metrics]).loc[view]
+    try: got = ceiling(P.manifest, P.config().data.test_split, views=(view,), ks=[int(m[2:]) for m in metrics]).loc[view]
+    except NoGroundTruth: return None   # a data set without SyncBench's ground truth has no computable ceiling
     row = {'data': P.label, 'method': f'ceiling (a perfect reader of the {view})', 'setting': '–', 'direction': direction,
            'seeds': '–'}
     for m in metrics: row[m], row[f'{m} sd'] = float(got[m]), math.nan
