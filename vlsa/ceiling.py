@@ -32,7 +32,7 @@ def _words(table:dict, plural:bool=False) -> list[tuple[str, str]]:
     return sorted(out, key=lambda p: -len(p[0]))
 
 PHRASES = {p.replace(' {t}', ''): m for m, ps in S.MOTION_PHRASES.items() for p in ps}   # 'hits the ground' -> bounce_floor
-FIRST_WORDS = {w: tuple(sorted({m for p, m in PHRASES.items() if p.split()[0] == w})) for w in {p.split()[0] for p in PHRASES}}
+FIRST_WORDS = {w: tuple(sorted({m for p, m in PHRASES.items() if p.split()[0] == w})) for w in sorted({p.split()[0] for p in PHRASES})}
 VOCAB = {'sound': _words({s: S.SOUND_WORDS[s] + (S.SOUND_VERBS[s],) for s in S.SOUNDS}, plural=True),
          'material': _words({m: (w,) for m, w in S.MATERIAL_WORDS.items()}),
          'shape': _words(S.SHAPE_WORDS), 'color': _words({c: (c,) for c in S.COLORS}), 'size': _words(S.SIZE_WORDS),
@@ -122,8 +122,8 @@ def satisfies(claims:list[dict], types:pd.DataFrame) -> np.ndarray:
         for k, allowed in c.items(): out[i] &= np.isin(cols[k], list(allowed))
     return out
 
-def _said_as(key:str, value:str, word:str) -> str:
-    "What the narrator names under `word` when the object's `key` is `value` (a colour gives the material too)."
+def _said_as(value:str, word:str) -> str:
+    "What the narrator names under `word` for a slipped attribute's `value` (a colour gives the material's word too)."
     return S.MATERIALS[value] if word == 'material' else value
 
 def narration_likelihood(claims:dict, types:pd.DataFrame) -> np.ndarray:
@@ -132,7 +132,7 @@ def narration_likelihood(claims:dict, types:pd.DataFrame) -> np.ndarray:
     all_of = lambda keys: np.all([fits[k] for k in keys], axis=0) if keys else np.ones(len(types), bool)
     p = (1 - S.SLIPS) * all_of(list(claims))
     for key, words in SLIPPED.items():     # one of these named wrongly, as any other of its values
-        sayable = [v for v in VALUES[key] if all(_said_as(key, v, w) in claims[w] for w in words if w in claims)]
+        sayable = [v for v in VALUES[key] if all(_said_as(v, w) in claims[w] for w in words if w in claims)]
         wrong = len(sayable) - np.isin(types[key].to_numpy(), sayable)     # the other values that fit the words
         p = p + S.SLIPS / len(SLIPPED) * all_of([k for k in claims if k not in words]) * wrong / (len(VALUES[key]) - 1)
     return p
@@ -191,7 +191,7 @@ def ceiling(manifest, split:str='test', reference_split:str='pretrain', views=tu
     "Text-to-clip R@K (%) of a perfect reader of each view on `split`; the priors are counted on `reference_split`."
     records = [{'captions': r.captions, 'split': r.split, 'meta': r.meta} for r in read_manifest(manifest)]
     part = lambda s: [r for r in records if r['split'] == s]
-    if not all(r['meta'].get('objects') for r in records) or not part(reference_split) or not part(split):
+    if not all((r['meta'] or {}).get('objects') for r in records) or not part(reference_split) or not part(split):
         raise NoGroundTruth(f"{manifest}: the ceiling needs SyncBench's ground truth (meta.objects in every clip) and the "
                             f"splits '{split}' and '{reference_split}'")
     rows = {v: expected_recall(*caption_scores(part(split), part(reference_split), v), ks) for v in views}
