@@ -10,7 +10,7 @@ import re, sys, json
 import numpy as np, torch
 from vlsa.experiments import load_run
 from vlsa.train import stage_data, eval_loader
-from vlsa.retrieval import embed_dataset, embedding_ranks, metrics_from_ranks
+from vlsa.retrieval import embed_dataset, embedding_ranks, metrics_from_ranks, retrieval_table
 from vlsa.features import tokenize
 from vlsa import synth as S
 
@@ -63,10 +63,10 @@ for name, texts in rows.items():
     t = embed(texts)
     out[name] = {'T->A': r_at(t, emb['audio']), 'T->V': r_at(t, emb['video']),
                  'T->A changed only': r_at(t[changed], emb['audio'], np.nonzero(changed)[0].tolist())}
-cap_gt = np.empty(len(emb['text']), dtype=np.int64)
-for i, rows_of in enumerate(caps_of): cap_gt[rows_of] = i
-out['captions'] = {'T->A': r_at(emb['text'], emb['audio'], cap_gt), 'T->V': r_at(emb['text'], emb['video'], cap_gt)}
+captions = retrieval_table(emb, caps_of, ('T->A', 'T->V'), ks=(1, 5, 10))   # the evaluation's own caption ranking
+out['captions'] = {d: captions.loc[d].to_dict() for d in ('T->A', 'T->V')}
 for k, v in out.items():
     print(f'{k:28s}', '  '.join(f"{d} R@1/5/10 {m['R@1']:.1f}/{m['R@5']:.1f}/{m['R@10']:.1f}" for d, m in v.items()))
-print('examples:'); [print(' ', a, '->', b) for a, b in list(zip(own, rows['other frame, same words']))[:6]]
+print('examples:')
+for a, b in list(zip(own, rows['other frame, same words']))[:6]: print(' ', a, '->', b)
 json.dump(out, open(f'{run}/probe_frames.json', 'w'), indent=1)
