@@ -42,7 +42,7 @@ check: $(STAMP) ## fail, naming the files, if nbdev_clean, nbdev_export or the R
 test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), then pytest
 	$(MAKE) --no-print-directory check
 	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 lab: $(STAMP) ## JupyterLab on nbs/ with the vlsa kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs

@@ -276,3 +276,19 @@ def test_cli_refuses_to_write_over_a_data_set_unless_asked(tmp_path):
     assert len(list((tmp_path / 'clips' / 'test').glob('*.mp4'))) == 4     # untouched
     assert subprocess.run(cmd + ['--test', '2', '--overwrite'], capture_output=True, timeout=300).returncode == 0
     assert sorted(p.name for p in (tmp_path / 'clips' / 'test').glob('*.mp4')) == ['test-00000.mp4', 'test-00001.mp4']
+
+
+def test_cli_varied_narrator_records_itself_and_keeps_the_scenes(bench, tmp_path):
+    from pathlib import Path
+    root, manifest, records = bench
+    cmd = [str(Path(sys.executable).parent / 'vlsa'), 'synth', '--out', str(tmp_path), '--workers', '1', '--seed', '7',
+           '--narrator', 'varied', *[a for s, n in COUNTS.items() for a in (f'--{s}', str(n))]]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and 'varied narrator' in out.stdout, out.stderr
+    assert json.loads((tmp_path / 'syncbench.json').read_text())['narrator'] == 'varied'
+    varied = [json.loads(l) for l in (tmp_path / 'manifest.jsonl').read_text().splitlines()]
+    assert all(r['meta']['narrator'] == 'varied' for r in varied) and not any('narrator' in r['meta'] for r in records)
+    assert [r['meta']['objects'] for r in varied] == [r['meta']['objects'] for r in records]   # the same scenes
+    assert [r['captions'] for r in varied] == [r['captions'] for r in records]                 # and captions
+    bad = subprocess.run(cmd[:-2 * len(COUNTS)] + ['--narrator', 'chatty'], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and 'invalid choice' in bad.stderr

@@ -63,17 +63,19 @@ def info_command(argv:list[str]) -> int:
 # %% ../nbs/90_cli.ipynb #7d3c2787
 def synth_command(argv:list[str]) -> int:
     "`vlsa synth`: generate SyncBench."
-    from vlsa.synth import PROFILES, SPLITS, VERSION, generate
+    from vlsa.synth import NARRATORS, PROFILES, SPLITS, VERSION, generate
     p = argparse.ArgumentParser(prog='vlsa synth', description='Generate SyncBench, the embedded default data set '
                                 '(real mp4 clips with synchronized sounds and a spoken narration).')
     p.add_argument('--profile', default='smoke', choices=list(PROFILES), help='clips per split (default: smoke)')
-    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE, or PROFILE-unlinked)')
+    p.add_argument('--out', help='output folder (default: data/syncbench/PROFILE, with -unlinked and -varied as asked)')
     p.add_argument('--seed', type=int, default=0, help='data set seed (default: 0)')
     p.add_argument('--size', type=int, default=112, help='frame side in pixels (default: 112)')
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='processes (default: all cores)')
     p.add_argument('--desync', action='store_true', help='also write test clips with the audio shifted by 0.5-1.5 s')
     p.add_argument('--unlinked', action='store_true', help="the control: every object's sound and pitch drawn "
                    'independently of what it looks like (default: by its material and size, one object in five excepted)')
+    p.add_argument('--narrator', default='plain', choices=list(NARRATORS), help='how many ways the narrator says '
+                   'things: plain, 9 sentence frames and 6 fillers (the default), or varied, 34 and 12 in the same words')
     p.add_argument('--overwrite', action='store_true', help='replace a data set already in --out (its clips and manifests)')
     for split in SPLITS: p.add_argument(f'--{split}', type=int, help=f'number of {split} clips (overrides the profile)')
     args = p.parse_args(argv)
@@ -82,14 +84,17 @@ def synth_command(argv:list[str]) -> int:
     if args.size < 32 or args.size % 2: p.error(f'--size must be an even number of pixels, 32 or more (H.264 4:2:0), got {args.size}')
     counts = dict(PROFILES[args.profile])
     counts.update({s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None})
-    out = Path(args.out or f"data/syncbench/{args.profile}{'-unlinked' if args.unlinked else ''}")
+    suffix = ('-unlinked' if args.unlinked else '') + ('' if args.narrator == 'plain' else f'-{args.narrator}')
+    out = Path(args.out or f"data/syncbench/{args.profile}{suffix}")
     if (out / 'manifest.jsonl').exists():
         if not args.overwrite: p.error(f'{out} already holds a data set (manifest.jsonl): pass --overwrite to replace it, or another --out')
         for old in ('clips', 'desync'): shutil.rmtree(out / old, ignore_errors=True)   # no clip of the old set stays behind
         for old in ('manifest.jsonl', 'desync.jsonl', 'syncbench.json'): (out / old).unlink(missing_ok=True)
-    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked)
+    manifest = generate(out, args.profile, counts, args.seed, args.size, args.workers, args.desync, linked=not args.unlinked,
+                        narrator=args.narrator)
     info = json.loads((out / 'syncbench.json').read_text())
-    print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
+    print(f"SyncBench {VERSION}{'' if info['linked'] else ' (unlinked control)'}"
+          f"{'' if args.narrator == 'plain' else f', {args.narrator} narrator'}: wrote {info['clips']} clips ({info['megabytes']} MB) in {info['seconds']} s; manifest: {manifest}")
     return 0
 
 def data_command(argv:list[str]) -> int:

@@ -16,12 +16,12 @@ from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 # %% auto #0
 __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
            'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'VALUES', 'SHAPE_WORDS', 'SIZE_WORDS',
-           'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'MOTION_PHRASES',
-           'SLIPS', 'SLIP_ATTRIBUTES', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES', 'SHOWN', 'RELATED',
-           'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec', 'with_narration',
-           'spoken', 'fits', 'sibling', 'motion_phrase', 'narration_sentences', 'captions', 'shape_mask', 'side',
-           'trajectory', 'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan',
-           'named', 'reveals', 'reveal_table', 'generate']
+           'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'NARRATORS',
+           'FILLERS', 'MOTION_PHRASES', 'SLIPS', 'SLIP_ATTRIBUTES', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES',
+           'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec',
+           'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase', 'narration_sentences', 'captions',
+           'shape_mask', 'side', 'trajectory', 'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip',
+           'clip_seed', 'plan', 'named', 'reveals', 'reveal_table', 'generate']
 
 # %% ../nbs/04_synth.ipynb #0893f108
 VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
@@ -75,6 +75,7 @@ class ClipSpec:
     speech_rate: int
     speech_pitch: int
     linked: bool = True            # sound follows sight (False: the control, where it is drawn independently)
+    narrator: str = 'plain'        # how many ways the narrator has of saying things (NARRATORS)
     sentences: list[str] = field(default_factory=list)
     sibling: str|None = None       # the test clip that differs in one attribute
     differs: str|None = None       # which attribute
@@ -98,7 +99,8 @@ def sample_events(rng, n:int, taken:list[int], frames:int=int(FPS * SECONDS)) ->
         if all(b - a >= 8 for a, b in zip(ev, ev[1:])) and all(abs(e - t) >= 4 for e in ev for t in taken): return tuple(ev)
     raise RuntimeError('could not place the events')
 
-def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int, linked:bool=True) -> ClipSpec:
+def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int, linked:bool=True,
+                narrator:str='plain') -> ClipSpec:
     "A random scene: one or two objects (different colours, different sounds), a background, a voice."
     objects, taken = [], []
     n_objects = int(rng.integers(1, 3))
@@ -119,7 +121,7 @@ def sample_spec(rng:np.random.Generator, clip_id:str, split:str, seed:int, linke
     voice = f'{rng.choice(VOICES)}+{rng.choice(VARIANTS)}'
     return ClipSpec(clip_id, split, seed, objects, tuple(int(c) for c in BACKGROUNDS[rng.integers(len(BACKGROUNDS))]),
                     bool(rng.random() < 0.5), int(rng.choice([22_050, 44_100])), voice, int(rng.integers(210, 261)),
-                    int(rng.integers(30, 71)), linked)
+                    int(rng.integers(30, 71)), linked, narrator=narrator)
 
 def with_narration(spec:ClipSpec) -> ClipSpec:
     "The spec with its narration chosen (from its own seed, so that a test pair says the same words where it can)."
@@ -168,6 +170,11 @@ TIMES = {1: ('once',), 2: ('twice', 'two times'), 3: ('three times',)}
 NUMBER = {1: 'one', 2: 'two', 3: 'three'}
 FILLER = ('Okay, here we go.', 'So, let us see.', 'Alright, next one.', 'Watch closely now.', 'And there it is.',
           'Um, right.')
+# A narrator of real videos rarely says a thing the same way twice. 'plain' (SyncBench's default) has 9 frames and
+# 6 fillers; 'varied' has 34 frames and 12 fillers, in the same words, so that a frame tells less about the clip.
+NARRATORS = ('plain', 'varied')
+FILLERS = {'plain': FILLER, 'varied': FILLER + ('Right, what do we have.', 'Let me think.', 'Hmm, interesting.',
+                                                'Keep watching.', 'Ah, there.', 'Good, good.')}
 
 MOTION_PHRASES = {'bounce_floor': ('bounces on the floor {t}', 'hits the ground {t}'),   # {t}: how many times
                   'bounce_walls': ('bounces between the walls {t}', 'hits the walls {t}'),
@@ -195,16 +202,26 @@ def narration_sentences(spec:ClipSpec, rng) -> list[str]:
     if rng.random() < SLIPS: o = _slipped(o, rng)
     shape, size = rng.choice(SHAPE_WORDS[o.shape]), rng.choice(SIZE_WORDS[o.size])
     name, sound = f'{size} {o.color} {shape}', f'{rng.choice(PITCH_WORDS[o.pitch])} {rng.choice(SOUND_WORDS[o.sound])}'
-    times = rng.choice(TIMES[len(o.events)])
-    seen = [f'Here is a {name}.', f'Look at the {name}.', f'The {name} {motion_phrase(o, rng)}.']
+    times, moves = rng.choice(TIMES[len(o.events)]), motion_phrase(o, rng)
+    material, verb, filler = MATERIAL_WORDS[o.material], SOUND_VERBS[o.sound], FILLERS[spec.narrator]
+    seen = [f'Here is a {name}.', f'Look at the {name}.', f'The {name} {moves}.']
     heard = [f'Hear that {sound}?', f'It makes a {sound}.', f'That is a {sound}.']
-    both = [f'The {MATERIAL_WORDS[o.material]} {shape} {SOUND_VERBS[o.sound]} {times}.',
-            f'A {name} {SOUND_VERBS[o.sound]}.', f'The {name} makes a {sound}.']
+    both = [f'The {material} {shape} {verb} {times}.', f'A {name} {verb}.', f'The {name} makes a {sound}.']
+    if spec.narrator == 'varied':   # the same words in more frames (none names an attribute by itself)
+        seen += [f'There is a {name}.', f'We have a {name} here.', f'Now a {name}.', f'See the {name}?',
+                 f'Notice the {name}.', f'Our {name} {moves}.', f'Watch the {name}, it {moves}.', f'So the {name} {moves}.',
+                 f'And now the {name} {moves}.']
+        heard += [f'Listen to that {sound}.', f'You can hear a {sound}.', f'What a {sound}.', f'Such a {sound}.',
+                  f'Did you catch that {sound}?', f'It gives a {sound}.', f'There goes a {sound}.']
+        both += [f'The {name} gives a {sound}.', f'A {sound} from the {name}.', f'That {name} {verb} {times}.',
+                 f'The {size} {material} {shape} {verb}.', f'Listen, the {name} {verb}.', f'Our {name} makes a {sound}.',
+                 f'It is a {name}, and it {verb}.', f'A {sound}: that is the {name}.', f'The {name}, with a {sound}.']
+    elif spec.narrator != 'plain': raise ValueError(f"unknown narrator {spec.narrator!r}: choose from {', '.join(NARRATORS)}")
     kind = rng.choice(3, p=[0.4, 0.2, 0.4])
-    first = str(rng.choice([seen, heard, both][kind] if rng.random() < 0.85 else FILLER))
-    sentences = [first] if rng.random() < 0.5 else [first, str(rng.choice([x for x in heard + both + list(FILLER) if x != first]))]
+    first = str(rng.choice([seen, heard, both][kind] if rng.random() < 0.85 else filler))
+    sentences = [first] if rng.random() < 0.5 else [first, str(rng.choice([x for x in heard + both + list(filler) if x != first]))]
     while len(sentences) > 1 and not fits(replace(spec, sentences=sentences)): sentences = sentences[:1]
-    if not fits(replace(spec, sentences=sentences)): sentences = [str(rng.choice(FILLER))]   # short enough always
+    if not fits(replace(spec, sentences=sentences)): sentences = [str(rng.choice(filler))]   # short enough always
     return sentences
 
 # %% ../nbs/04_synth.ipynb #92df647b
@@ -368,6 +385,7 @@ def clip_record(spec:ClipSpec, video:str, narration:dict, caps:list[str]) -> dic
                          'events': [round(e / FPS, 4) for e in o.events]} for o in spec.objects],
             'narration': narration, 'background': list(spec.background), 'textured': spec.textured}
     if spec.sibling: meta.update(sibling=spec.sibling, differs=spec.differs)
+    if spec.narrator != 'plain': meta['narrator'] = spec.narrator   # the default's manifests stay as they were
     return {'id': spec.id, 'video': video, 'captions': caps, 'split': spec.split, 'meta': meta}
 
 # one thread, and no macroblock-tree rate control: with it x264 sometimes encodes the same frames differently (6 of 13
@@ -402,7 +420,7 @@ PROFILES = {'smoke': {'pretrain': 24, 'train': 16, 'val': 8, 'test': 16},
 def clip_seed(seed:int, split:str, index:int) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(1)[0])
 
-def plan(counts:dict, seed:int=0, linked:bool=True) -> list[ClipSpec]:
+def plan(counts:dict, seed:int=0, linked:bool=True, narrator:str='plain') -> list[ClipSpec]:
     "Every clip's spec; test clips in one-attribute-apart pairs; `linked=False`: sounds drawn apart from sight."
     specs = []
     for split in SPLITS:
@@ -415,7 +433,7 @@ def plan(counts:dict, seed:int=0, linked:bool=True) -> list[ClipSpec]:
                 specs[-2] = replace(base, sibling=specs[-1].id, differs=specs[-1].differs)
                 continue
             s = clip_seed(seed, split, i)
-            specs.append(sample_spec(np.random.default_rng(s), f'{split}-{i:05d}', split, s, linked))
+            specs.append(sample_spec(np.random.default_rng(s), f'{split}-{i:05d}', split, s, linked, narrator))
     return specs
 
 # %% ../nbs/04_synth.ipynb #813f64ca
@@ -485,7 +503,7 @@ def _write_jsonl(path:Path, records:list[dict]):
 def _job(args): return make_clip(*args)
 
 def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:int=112, workers:int=2,
-             desync:bool=False, progress:bool=True, linked:bool=True) -> Path:
+             desync:bool=False, progress:bool=True, linked:bool=True, narrator:str='plain') -> Path:
     "Generate SyncBench into `out`: clips/<split>/*.mp4, manifest.jsonl (and desync.jsonl); returns the manifest."
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing as mp
@@ -494,7 +512,8 @@ def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:i
         if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}: choose from {', '.join(PROFILES)}")
         counts = PROFILES[profile]
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    specs = plan(counts, seed, linked)
+    if narrator not in NARRATORS: raise ValueError(f"unknown narrator {narrator!r}: choose from {', '.join(NARRATORS)}")
+    specs = plan(counts, seed, linked, narrator)
     shift = lambda s: float(np.random.default_rng(s.seed + 5).uniform(0.5, 1.5)) if desync and s.split == 'test' else None
     jobs = [(s, out, size, shift(s)) for s in specs]
     t0 = time.time()
@@ -506,7 +525,7 @@ def generate(out, profile:str='smoke', counts:dict|None=None, seed:int=0, size:i
     _write_jsonl(out / 'manifest.jsonl', main)
     if desync: _write_jsonl(out / 'desync.jsonl', shifted)
     size_bytes = sum(f.stat().st_size for f in out.rglob('*.mp4'))
-    info = {'version': VERSION, 'linked': linked, 'profile': profile, 'counts': counts, 'seed': seed, 'size': size,
+    info = {'version': VERSION, 'linked': linked, 'narrator': narrator, 'profile': profile, 'counts': counts, 'seed': seed, 'size': size,
             'desync': desync, 'clips': len(main) + len(shifted),
             'seconds': round(time.time() - t0, 1), 'megabytes': round(size_bytes / 2**20, 1)}
     (out / 'syncbench.json').write_text(json.dumps(info, indent=2) + '\n')
