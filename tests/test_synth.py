@@ -1,5 +1,6 @@
 """SyncBench: real files, synchronized events, narration, captions, test pairs, determinism."""
 import json, re, subprocess, sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,18 @@ def test_cli_varied_narrator_records_itself_and_keeps_the_scenes(bench, tmp_path
     assert [r['captions'] for r in varied] == [r['captions'] for r in records]                 # and captions
     bad = subprocess.run(cmd[:-2 * len(COUNTS)] + ['--narrator', 'chatty'], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and 'invalid choice' in bad.stderr
+
+
+def test_caption_words_probe_ranks_by_word_overlap(bench, tmp_path):
+    "tools/probe_caption_words.py: a transcript that is a clip's own caption is found first; the real ones are scored."
+    root, manifest, records = bench
+    tool = [sys.executable, str(Path(__file__).parents[1] / 'tools' / 'probe_caption_words.py')]
+    out = subprocess.run([*tool, str(manifest), 'test'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"{6 * COUNTS['test']} captions against {COUNTS['test']} transcripts" in out.stdout
+    echoed = tmp_path / 'manifest.jsonl'   # every transcript says exactly the clip's visual-only caption
+    lines = [{**r, 'video': str(manifest.parent / r['video']), 'meta': {**r['meta'], 'transcript': r['captions'][0]}} for r in records]
+    echoed.write_text(''.join(json.dumps(r) + '\n' for r in lines))
+    out = subprocess.run([*tool, str(echoed), 'test'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r'caption slot 1  R@1/5/10 100\.0/100\.0/100\.0', out.stdout), out.stdout
