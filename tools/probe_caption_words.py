@@ -11,6 +11,7 @@ well; configs/README.md quotes a run of it.
 import re, sys
 import numpy as np
 from vlsa.data import read_manifest
+from vlsa.retrieval import metrics_from_ranks, similarity_ranks
 
 if len(sys.argv) not in (2, 3): sys.exit(__doc__)
 split = sys.argv[2] if len(sys.argv) == 3 else 'val'
@@ -30,9 +31,9 @@ T, C = bags(transcripts), bags([q for q, _, _ in queries])
 idf = np.log(len(T) / (1 + (T > 0).sum(0)))                      # words in every transcript weigh nothing
 unit = lambda m: m / (np.linalg.norm(m, axis=1, keepdims=True) + 1e-12)
 S = unit(C * idf) @ unit(T * idf).T                              # (captions, transcripts) cosine
-gt = np.array([i for _, i, _ in queries]); slot = np.array([s for _, _, s in queries])
-rank = (S > S[np.arange(len(gt)), gt][:, None]).sum(1)           # ties are counted in the caption's favour
-show = lambda m: '/'.join(f'{100 * (rank[m] < k).mean():.1f}' for k in (1, 5, 10))
-print(f'{split}: {len(queries)} captions against {len(clips)} transcripts (chance R@5 {500 / len(clips):.1f} %)')
+gt = [i for _, i, _ in queries]; slot = np.array([s for _, _, s in queries])
+ranks = similarity_ranks(S, gt, ties='optimistic')              # (captions,) 1-based; a tie counts for the caption
+show = lambda m: '/'.join(f'{v:.1f}' for v in list(metrics_from_ranks(ranks[m], ks=(1, 5, 10)).values())[:3])
+print(f'{split}: {len(queries)} captions against {len(clips)} transcripts (chance R@5 {100 * 5 / len(clips):.1f} %)')
 print(f'  every caption   R@1/5/10 {show(slot >= 0)}')
 for s in range(slot.max() + 1): print(f'  caption slot {s + 1}  R@1/5/10 {show(slot == s)}')
