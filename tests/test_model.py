@@ -72,7 +72,8 @@ def expected_used(name, cfg):
 
 
 SHARING = [('video', 'audio', 'text'), ('video', 'text'), ('audio', 'text'), ('video', 'audio'), ()]
-SWITCHES = [(True, True, 'gam'), (True, True, 'vtm'), (True, False, 'gam'), (False, True, 'gam'), (False, True, 'vtm')]
+SWITCHES = [(True, True, 'gam'), (True, True, 'vtm'), (True, False, 'gam'), (False, True, 'gam'), (False, True, 'vtm'),
+            (False, True, 'gam_vtm')]   # not the paper's: GAM's two pairs and a direct video-text one
 
 
 @pytest.mark.parametrize('drop_masked', [True, False])

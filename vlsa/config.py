@@ -124,14 +124,14 @@ class TransformerConfig:
     def head_dim(self) -> int: return self.width // self.heads
 
 # %% ../nbs/00_config.ipynb #aa3734aa
-GLOBAL_OBJECTIVES = ('gam', 'vtm')
+GLOBAL_OBJECTIVES = ('gam', 'vtm', 'gam_vtm')
 
 @dataclass
 class LossConfig:
     "Which objectives train the model and how they are weighted."
     use_lpmm: bool = True         # local-patch masked modeling (MSE video, MSE audio, masked-token CE)
     use_gam: bool = True          # the global objective below
-    global_objective: str = 'gam' # 'gam': audio-video + audio-text; 'vtm': video-text matching (the paper's ablation)
+    global_objective: str = 'gam' # 'gam': audio-video + audio-text; 'vtm': video-text matching (the paper's ablation); 'gam_vtm': all three pairs (not the paper's)
     lambda_global: float = 5.0    # L = L_local + lambda * L_global
     use_matching: bool = True     # binary matching head (linear + sigmoid) beside the two-way InfoNCE
     temperature_init: float = 0.07  # InfoNCE temperature at start, learned (not stated in the paper: CLIP's value)

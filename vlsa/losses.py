@@ -115,7 +115,8 @@ class PairMatching(nn.Module):
 
 # %% ../nbs/13_losses.ipynb #755d8955
 GLOBAL_PAIRS = {'gam': (('audio', 'video'), ('audio', 'text')),   # audio is the pivot
-                'vtm': (('video', 'text'),)}                      # the ablation: video-text matching
+                'vtm': (('video', 'text'),),                      # the ablation: video-text matching
+                'gam_vtm': (('audio', 'video'), ('audio', 'text'), ('video', 'text'))}   # not the paper's: GAM and a direct video-text pair
 
 @torch.no_grad()
 def in_batch_top1(x:torch.Tensor, y:torch.Tensor) -> torch.Tensor:

@@ -164,7 +164,7 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (name, cols, chance, label) in zip(axes[0], panels):
-        for c in cols: ax.plot(log['step'], log[c], label=re.sub(r'^(gam|vtm|spread)_|_(nce|match|top1)$', '', c))   # the pair
+        for c in cols: ax.plot(log['step'], log[c], label=re.sub(r'^(gam_vtm|gam|vtm|spread)_|_(nce|match|top1)$', '', c))   # the pair
         if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=f'chance ({label})')
         ax.set(title=name, xlabel='step'); ax.legend(fontsize=7)
     fig.suptitle(title or str(Path(log_path).parent.name)); fig.tight_layout()
