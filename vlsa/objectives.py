@@ -96,7 +96,7 @@ class Pretraining(Objective):
     def weight(self, name:str) -> float:
         "How much a term counts in the total (0 for diagnostics such as accuracies and the temperature)."
         if name.startswith('lpmm_'): return 1.0
-        if name.startswith(('gam_audio_text_', 'gam_vtm_audio_text_')) and self.step < self.cfg.audio_text_after: return 0.0
+        if name.startswith(f'{self.cfg.global_objective}_audio_text_') and self.step < self.cfg.audio_text_after: return 0.0
         if name.endswith(('_nce', '_match')): return self.cfg.lambda_global
         return 0.0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import GLOBAL_OBJECTIVES
 from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log, seed_stats
 
 # %% auto #0
@@ -155,6 +156,7 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
     import matplotlib.pyplot as plt
     log = pd.DataFrame([json.loads(l) for l in Path(log_path).read_text().splitlines() if l.strip()])
     pick = lambda test: [c for c in log.columns if test(c)]
+    objectives = '|'.join(sorted(GLOBAL_OBJECTIVES, key=len, reverse=True))   # gam_vtm before gam
     panels = [('InfoNCE', pick(lambda c: c.endswith('_nce')), math.log(batch), 'ln B'),
               ('matching (BCE)', pick(lambda c: c.endswith('_match')), MATCH_PRIOR_BCE, '1 pair in 3 matches'),
               ('in-batch top-1', pick(lambda c: c.endswith('_top1')), 1 / batch, '1/B'),
@@ -164,7 +166,7 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (name, cols, chance, label) in zip(axes[0], panels):
-        for c in cols: ax.plot(log['step'], log[c], label=re.sub(r'^(gam_vtm|gam|vtm|spread)_|_(nce|match|top1)$', '', c))   # the pair
+        for c in cols: ax.plot(log['step'], log[c], label=re.sub(rf'^({objectives}|spread)_|_(nce|match|top1)$', '', c))   # the pair
         if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=f'chance ({label})')
         ax.set(title=name, xlabel='step'); ax.legend(fontsize=7)
     fig.suptitle(title or str(Path(log_path).parent.name)); fig.tight_layout()
