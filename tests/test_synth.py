@@ -145,19 +145,21 @@ def test_transcript_is_what_the_narration_says(bench):
         assert 0 <= a < b <= SECONDS + 1e-6
 
 
-def test_test_split_comes_in_one_attribute_apart_pairs(bench):
+def test_val_and_test_splits_come_in_one_attribute_apart_pairs(bench):
     root, manifest, records = bench
-    test = {r['id']: r for r in records if r['split'] == 'test'}
-    kinds, paired = [], 0
-    for r in test.values():
-        other = test.get(r['meta'].get('sibling'))
-        if other is None: continue
-        diffs = [k for a, b in zip(r['meta']['objects'], other['meta']['objects']) for k in VISUAL + AUDIBLE if a[k] != b[k]]
-        assert diffs == [r['meta']['differs']], (r['id'], diffs)
-        assert [o['events'] for o in r['meta']['objects']] == [o['events'] for o in other['meta']['objects']]
-        paired += 1; kinds.append(diffs[0])
-    assert paired == len(test) == 16
-    assert any(k in AUDIBLE for k in kinds) and any(k in VISUAL for k in kinds)
+    for split in ('val', 'test'):   # val is drawn like test, so that a setting chosen on it carries over
+        clips = {r['id']: r for r in records if r['split'] == split}
+        kinds, paired = [], 0
+        for r in clips.values():
+            other = clips.get(r['meta'].get('sibling'))
+            if other is None: continue
+            diffs = [k for a, b in zip(r['meta']['objects'], other['meta']['objects']) for k in VISUAL + AUDIBLE if a[k] != b[k]]
+            assert diffs == [r['meta']['differs']], (r['id'], diffs)
+            assert [o['events'] for o in r['meta']['objects']] == [o['events'] for o in other['meta']['objects']]
+            paired += 1; kinds.append(diffs[0])
+        assert paired == len(clips) == COUNTS[split], split
+        if split == 'test': assert any(k in AUDIBLE for k in kinds) and any(k in VISUAL for k in kinds)
+    assert not any(r['meta'].get('sibling') for r in records if r['split'] in ('pretrain', 'train'))
 
 
 def test_same_seed_same_manifest_and_media_in_parallel_too(bench, tmp_path):

@@ -17,11 +17,12 @@ from .speech import SPEECH_RATE, VARIANTS, VOICES, Narration, narrate
 __all__ = ['VERSION', 'FPS', 'SECONDS', 'SHAPES', 'COLORS', 'SIZES', 'MOTIONS', 'MATERIALS', 'SOUND_OF', 'SOUNDS', 'PITCHES',
            'PITCH_OF', 'EXCEPTIONS', 'BACKGROUNDS', 'VISUAL', 'AUDIBLE', 'VALUES', 'SHAPE_WORDS', 'SIZE_WORDS',
            'MATERIAL_WORDS', 'SOUND_WORDS', 'SOUND_VERBS', 'PITCH_WORDS', 'TIMES', 'NUMBER', 'FILLER', 'NARRATORS',
-           'FILLERS', 'MOTION_PHRASES', 'SLIPS', 'SLIP_ATTRIBUTES', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS', 'PROFILES',
-           'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule', 'heard', 'sample_events', 'sample_spec',
-           'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase', 'narration_sentences', 'captions',
-           'shape_mask', 'side', 'trajectory', 'render_frames', 'note', 'render_audio', 'clip_record', 'make_clip',
-           'clip_seed', 'plan', 'named', 'reveals', 'reveal_table', 'generate']
+           'FILLERS', 'MOTION_PHRASES', 'SLIPS', 'SLIP_ATTRIBUTES', 'TEMPLATES', 'X264_OPTIONS', 'SPLITS',
+           'PAIRED_SPLITS', 'PROFILES', 'SHOWN', 'RELATED', 'ATTRIBUTES', 'SceneObject', 'ClipSpec', 'rule', 'heard',
+           'sample_events', 'sample_spec', 'with_narration', 'spoken', 'fits', 'sibling', 'motion_phrase',
+           'narration_sentences', 'captions', 'shape_mask', 'side', 'trajectory', 'render_frames', 'note',
+           'render_audio', 'clip_record', 'make_clip', 'clip_seed', 'plan', 'named', 'reveals', 'reveal_table',
+           'generate']
 
 # %% ../nbs/04_synth.ipynb #0893f108
 VERSION = 2   # the generator's version: in every manifest, syncbench.json, the data card and every results table
@@ -77,7 +78,7 @@ class ClipSpec:
     linked: bool = True            # sound follows sight (False: the control, where it is drawn independently)
     narrator: str = 'plain'        # how many ways the narrator has of saying things (NARRATORS)
     sentences: list[str] = field(default_factory=list)
-    sibling: str|None = None       # the test clip that differs in one attribute
+    sibling: str|None = None       # the val or test clip that differs in one attribute
     differs: str|None = None       # which attribute
 
 # %% ../nbs/04_synth.ipynb #8c3da9d6
@@ -413,20 +414,21 @@ def make_clip(spec:ClipSpec, root:Path, size:int=112, shift:float|None=None) -> 
 
 # %% ../nbs/04_synth.ipynb #99da1240
 SPLITS = ('pretrain', 'train', 'val', 'test')
+PAIRED_SPLITS = ('val', 'test')   # come in one-attribute-apart pairs: val is drawn like test, so that it predicts test
 PROFILES = {'smoke': {'pretrain': 24, 'train': 16, 'val': 8, 'test': 16},
-            'cpu': {'pretrain': 8000, 'train': 4000, 'val': 500, 'test': 1000},
+            'cpu': {'pretrain': 8000, 'train': 4000, 'val': 1000, 'test': 1000},
             'gpu': {'pretrain': 40_000, 'train': 9000, 'val': 1000, 'test': 1000}}
 
 def clip_seed(seed:int, split:str, index:int) -> int:
     return int(np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(1)[0])
 
 def plan(counts:dict, seed:int=0, linked:bool=True, narrator:str='plain') -> list[ClipSpec]:
-    "Every clip's spec; test clips in one-attribute-apart pairs; `linked=False`: sounds drawn apart from sight."
+    "Every clip's spec; val and test clips in one-attribute-apart pairs; `linked=False`: sounds drawn apart from sight."
     specs = []
     for split in SPLITS:
         n = counts.get(split, 0)
         for i in range(n):
-            if split == 'test' and i % 2 == 1 and specs[-1].split == 'test' and not specs[-1].sibling:
+            if split in PAIRED_SPLITS and i % 2 == 1 and specs[-1].split == split and not specs[-1].sibling:
                 base, rng = specs[-1], np.random.default_rng(clip_seed(seed, split, i))
                 kinds = AUDIBLE if (i // 2) % 2 == 0 else VISUAL
                 specs.append(sibling(base, rng, str(rng.choice(kinds)), f'{split}-{i:05d}'))
