@@ -44,19 +44,22 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
     for t in TABLES:
         assert (res / 'tables' / f'{t}.md').exists() and (res / 'tables' / f'{t}.csv').exists(), t
     assert (res / 'figures' / 'tab5_ablation.png').stat().st_size > 10_000
-    assert len(list((res / 'executed').glob('*.ipynb'))) == 3 + 4 + 6          # 3 pre-training, 4 fine-tuning, 6 tables
+    assert len(list((res / 'executed').glob('*.ipynb'))) == 4 + 4 + 6   # pre-training: the ablation's 3 and both_vtm; 4 fine-tuning, 6 tables
     assert json.loads((root / 'syncbench-unlinked' / 'syncbench.json').read_text())['linked'] is False   # the control's data
     assert (res / 'figures' / 'control.png').exists() and (root / 'a' / 'runs' / 'gam-control-s0' / 'summary.json').exists()
     assert 'What the numbers say' in (res / 'README.md').read_text()
     assert '| ceiling (a perfect reader of the video) |' in (res / 'tables' / 'tab2_text_video.md').read_text()
     assert 'What the data allows, T->A' in (res / 'README.md').read_text()
+    assert "| VLSA, LPMM + GAM + video-text (ours, not the paper's) | zero-shot |" in (res / 'tables' / 'tab2_text_video.md').read_text()
+    assert "LPMM + GAM + video-text (`global_objective: gam_vtm`, not the paper's)" in (res / 'README.md').read_text()
+    assert not (root / 'a' / 'runs' / 'both_vtm-s0-ft').exists()            # pre-trained only: no fine-tuning
     assert 'reproduction of profile' in out and '| LPMM + GAM |' in out      # where everything is, and the summary
     assert 'over 1 seed (0; no spread can be given' in (res / 'README.md').read_text()
     assert 'The control (GAM only' in (res / 'README.md').read_text() and 'test captions finds its clip' in out
     frames = lambda run: json.loads((root / 'a' / 'runs' / run / 'config.json').read_text())['model']['video']['num_frames']
     assert (frames('both-s0'), frames('both-s0-ft'), frames('neither-s0-ft')) == (4, 8, 8)
     assert 'Fine-tuning only** (pre-training keeps the settings above): `model.video.num_frames=8`' in (res / 'README.md').read_text()
-    assert re.search(r'\*\*Machine\*\* .* the runs trained in (bf16|fp32) \(8 runs\)', (res / 'README.md').read_text())   # and the control
+    assert re.search(r'\*\*Machine\*\* .* the runs trained in (bf16|fp32) \(9 runs\)', (res / 'README.md').read_text())   # and the control
 
     again = make('reproduce', f'PCFG={a}')
     STAGE = r'^\s+(pre-training|fine-tuning|table) \S+ ->'      # the line make prints before each stage
@@ -137,7 +140,7 @@ def test_fine_tuning_seeds_can_share_one_pre_training(tmp_path):
                     "seeds: [0, 1]\npretrain_seeds: [0]\n")
     plan = make('-n', 'reproduce-tables', f'PCFG={pcfg}')
     runs = lambda nb: set(re.findall(nb + r'\.ipynb \S+ -p variant (\w+) -p seed (\d)', plan))
-    assert runs('pretrain') == {(v, '0') for v in ('lpmm', 'gam', 'both')}
+    assert runs('pretrain') == {(v, '0') for v in ('lpmm', 'gam', 'both', 'both_vtm')}   # and the objective's zero-shot run
     assert runs('finetune') == {(v, s) for v in ('neither', 'lpmm', 'gam', 'both') for s in '01'}
     one = make('-n', str(tmp_path / 'runs' / 'both-s1-ft' / 'eval-test.json'), f'PCFG={pcfg}')   # what seed 1 needs first
     assert re.findall(r'(pretrain|finetune)\.ipynb \S+ -p variant (\w+) -p seed (\d)', one) == [('pretrain', 'both', '0'), ('finetune', 'both', '1')]
