@@ -15,9 +15,9 @@ from .config import Config, config_from_json, get_config, override
 
 # %% auto #0
 __all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE',
-           'CONTROL', 'variant_objectives', 'variant_config', 'run_name', 'Profile', 'smoke_profile', 'make_profile',
-           'load_run', 'train_variant', 'load_eval', 'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs',
-           'control_dir', 'train_control', 'read_log', 'log_at', 'control_table', 'search_check']
+           'CONTROL', 'variant_config', 'run_name', 'Profile', 'smoke_profile', 'make_profile', 'load_run',
+           'train_variant', 'load_eval', 'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir',
+           'train_control', 'read_log', 'log_at', 'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -28,16 +28,12 @@ VARIANT_LABELS = {'neither': 'neither', 'lpmm': 'LPMM only', 'gam': 'GAM only', 
 ABLATION_PRETRAINED = tuple(v for v, objectives in VARIANTS.items() if any(objectives))   # 'neither' has nothing to pre-train
 PRETRAINED = ABLATION_PRETRAINED + tuple(OBJECTIVE_VARIANTS)
 
-def variant_objectives(variant:str) -> tuple[bool, bool]:
-    "(LPMM, GAM) of a variant, an objective variant's from the ablation variant it changes."
-    base = OBJECTIVE_VARIANTS.get(variant, (variant,))[0]
-    if base not in VARIANTS: raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join([*VARIANTS, *OBJECTIVE_VARIANTS])}")
-    return VARIANTS[base]
-
 def variant_config(cfg:Config, variant:str, seed:int, pretrain_seed:int|None=None) -> Config:
     "`cfg` with the variant's pre-training objectives, `seed` for fine-tuning and `pretrain_seed` (default `seed`) for pre-training."
-    lpmm, gam = variant_objectives(variant)
-    objective = {'model.loss.global_objective': OBJECTIVE_VARIANTS[variant][1]} if variant in OBJECTIVE_VARIANTS else {}
+    base, objective = OBJECTIVE_VARIANTS.get(variant, (variant, None))   # an objective variant changes an ablation variant
+    if base not in VARIANTS: raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join([*VARIANTS, *OBJECTIVE_VARIANTS])}")
+    lpmm, gam = VARIANTS[base]
+    objective = {'model.loss.global_objective': objective} if objective else {}
     return override(cfg, {'model.loss.use_lpmm': lpmm, 'model.loss.use_gam': gam, 'finetune.seed': seed,
                           'pretrain.seed': seed if pretrain_seed is None else pretrain_seed, **objective})
 

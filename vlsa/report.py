@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .cost import machine
 from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
-from .tables import PAPER, fmt, ordering, verdicts
+from .tables import PAPER, chance_row, fmt, ordering, verdicts
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'trained_earlier',
@@ -118,7 +118,7 @@ def zero_shot_objectives(P:Profile) -> list[str]:
     done = [v for v in OBJECTIVE_VARIANTS
             if all((P.run_dir(v, s, 'pretrain') / 'eval-test.json').exists() for s in P.stage_seeds('pretrain'))]
     if not done: return []
-    chance = 100 * 5 / split_size(P)                                  # R@5 of a random ranking
+    chance = chance_row(P, 'T->V', ['R@5'], split_size(P))['R@5']
     def said(v):
         m, sd, _ = _mean(P, v, 'pretrain', 'T->V', 'R@5')
         return f'{fmt(m, sd, 1)} % ({m / chance:.1f} x chance)'
