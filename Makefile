@@ -10,10 +10,10 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab reproduce reproduce-tables reproduce-benchmark data bench cost
+.PHONY: help install export clean check readme test lab reproduce reproduce-all reproduce-tables reproduce-benchmark data bench cost
 
 help: ## list the targets, one line each
-	@grep -hE '^[a-z]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv (Python 3.11), install the pinned stack and vlsa (editable), register the `vlsa` kernel
 
@@ -53,10 +53,14 @@ reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=
 	@if [ -n "$(BENCHMARK)" ]; then $(MAKE) --no-print-directory reproduce-benchmark; else \
 	test -n "$(SEEDS)" -a -n "$(RUNS)" -a -n "$(RESULTS)" -a -n "$(MANIFEST)" || { echo "make reproduce: $(PCFG) must set \
 	runs, results, manifest and seeds, each on one line (seeds: [0, 1])" >&2; exit 2; }; \
-	$(MAKE) --no-print-directory reproduce-tables && $(BIN)/vlsa report --file $(PCFG); fi   # a new make reads the package's lists
+	$(MAKE) --no-print-directory reproduce-tables; fi   # a new make reads the package's lists
+	@test -n "$(BENCHMARK)" || $(BIN)/vlsa report --file $(PCFG)   # its own line: `make -n` prints the plan, not a report
 
 # A paper benchmark on its real data (configs/msrvtt.yaml, ...): prepare the manifest from ROOT once, fine-tune INIT
 # (default: the profile's init) per seed, and write results/<benchmark>/tables/<benchmark>.md. Finished runs are read.
+reproduce-all: | $(STAMP) ## make reproduce, then the paper's other studies: Figures 3-5, Table 6 (cpu: many hours; configs/README.md)
+	@$(MAKE) --no-print-directory reproduce STUDIES=1
+
 reproduce-benchmark: | $(STAMP)
 	@test -n "$(ROOT)" -o -f "$(MANIFEST)" || { echo "make reproduce PROFILE=$(PROFILE): name the downloaded data set with \
 	ROOT=DIR (data_cards/$(BENCHMARK).md says how to get it)" >&2; exit 2; }
@@ -68,7 +72,7 @@ reproduce-tables: | $(STAMP)
 	@test -n "$(TABLE_NOTEBOOKS)" || { echo "make reproduce: could not read the variants and tables \
 	(vlsa report --make-vars)" >&2; exit 2; }
 	@if $(MAKE) --no-print-directory -q $(REPRODUCED) 2>/dev/null; then \
-	  echo "make reproduce: every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
+	  echo "make reproduce$(if $(STUDIES),-all): every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
 	else set -o pipefail; $(MAKE) --no-print-directory $(REPRODUCED) | { grep --line-buffered -v 'is up to date' || true; }; fi
 
 # ---- what make reproduce builds, read from configs/$(PROFILE).yaml -------------------------------------------
@@ -90,10 +94,14 @@ endif
 PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
 FT_RUNS    := $(foreach v,$(VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 TABLES     := $(foreach t,$(TABLE_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
+# make reproduce-all (STUDIES=1): the study variants' runs, pre-trained and fine-tuned like the ablation's, and their tables
+STUDY_PRE  := $(foreach v,$(STUDY_VARIANTS),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
+STUDY_FT   := $(foreach v,$(STUDY_VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
+STUDY_TABLES := $(foreach t,$(STUDY_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 SYNTH      := $(strip $(call yaml,synth))
 BENCHMARK  := $(strip $(call yaml,benchmark))
 CONTROL    := $(patsubst %/manifest.jsonl,%-unlinked/manifest.jsonl,$(MANIFEST))
-REPRODUCED := $(TABLES) $(RESULTS)/README.md
+REPRODUCED := $(TABLES) $(if $(STUDIES),$(STUDY_TABLES)) $(RESULTS)/README.md
 PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)
 variant     = $(firstword $(subst -s, ,$(1)))
 seed        = $(lastword $(subst -s, ,$(1)))
@@ -106,16 +114,20 @@ now         = date '+[%H:%M:%S]'
 .SECONDEXPANSION:
 
 # A run is done when its notebook wrote eval-test.json, last. Runs depend on the data and the profile, not on code.
-$(PRE_RUNS): $(RUNS)/%/eval-test.json: $(MANIFEST) $(PCFG) | $(STAMP)
+$(PRE_RUNS) $(STUDY_PRE): $(RUNS)/%/eval-test.json: $(MANIFEST) $(PCFG) | $(STAMP)
 	@mkdir -p $(EXECUTED); $(now); echo "  pre-training $* -> $(RUNS)/$*  (executed notebook: $(EXECUTED)/pretrain-$*.ipynb)"
 	@$(PAPERMILL) nbs/experiments/pretrain.ipynb $(EXECUTED)/pretrain-$*.ipynb -p variant $(call variant,$*) -p seed $(call seed,$*)
 
-$(FT_RUNS): $(RUNS)/%-ft/eval-test.json: $(MANIFEST) $(PCFG) $$(call pretrained_of,$$*) | $(STAMP)
+$(FT_RUNS) $(STUDY_FT): $(RUNS)/%-ft/eval-test.json: $(MANIFEST) $(PCFG) $$(call pretrained_of,$$*) | $(STAMP)
 	@mkdir -p $(EXECUTED); $(now); echo "  fine-tuning $* -> $(RUNS)/$*-ft  (executed notebook: $(EXECUTED)/finetune-$*.ipynb)"
 	@$(PAPERMILL) nbs/experiments/finetune.ipynb $(EXECUTED)/finetune-$*.ipynb -p variant $(call variant,$*) -p seed $(call seed,$*)
 
 $(TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS) $(PCFG) | $(STAMP)
 	@mkdir -p $(EXECUTED); $(now); echo "  table $* -> $@"
+	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
+
+$(STUDY_TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS) $(STUDY_PRE) $(STUDY_FT) $(PCFG) | $(STAMP)
+	@mkdir -p $(EXECUTED); $(now); echo "  study $* -> $@"
 	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
 
 $(RESULTS)/tables/control.md: $(CONTROL)   # GAM on the control data (nbs/experiments/control.ipynb trains it)
@@ -125,7 +137,7 @@ $(CONTROL): | $(STAMP)
 	@$(now); echo "  generating the SyncBench control (sound-sight link off) -> $(dir $@)"
 	$(BIN)/vlsa synth --profile $(SYNTH) --unlinked --out $(dir $@) --train 0 --test 0
 
-$(RESULTS)/README.md: $(TABLES)
+$(RESULTS)/README.md: $(TABLES) $(if $(STUDIES),$(STUDY_TABLES))
 	@$(now); echo "  $@"
 	@$(BIN)/vlsa report --file $(PCFG) --readme $@ --quiet
 

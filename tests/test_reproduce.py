@@ -89,6 +89,19 @@ def test_shipped_profiles_resolve_and_keep_the_paper_settings_for_gpu():
     assert c.model.loss.lambda_global == 5.0 and gpu.seeds == [0, 1, 2]
 
 
+def test_reproduce_all_adds_the_studies_runs_and_tables_and_reproduce_does_not(smoke):
+    "The plan of `make reproduce-all` (make -n): every study variant pre-trained and fine-tuned, then its tables."
+    from vlsa.experiments import STUDY_VARIANTS
+    from vlsa.report import STUDY_NOTEBOOKS
+    root, a = smoke
+    plan = lambda *args: set(re.findall(r'results/executed/(\S+)\.ipynb', make('-n', *args, f'PCFG={a}')))
+    everything, reproduce = plan('reproduce-all'), plan('reproduce')
+    study = {f'{stage}-{v}-s0' for v in STUDY_VARIANTS for stage in ('pretrain', 'finetune')} | set(STUDY_NOTEBOOKS)
+    assert study <= everything, study - everything
+    assert not study & reproduce, study & reproduce
+    assert 'make reproduce-all' in make('help')
+
+
 def test_reproduce_names_a_missing_profile():
     env = {**os.environ, 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
     r = subprocess.run(['make', '--no-print-directory', 'reproduce', 'PROFILE=laptop'], cwd=ROOT, env=env,

@@ -14,28 +14,50 @@ import pandas as pd
 from .config import Config, config_from_json, get_config, override
 
 # %% auto #0
-__all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED', 'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE',
-           'CONTROL', 'variant_config', 'run_name', 'Profile', 'smoke_profile', 'make_profile', 'load_run',
-           'train_variant', 'load_eval', 'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir',
-           'train_control', 'read_log', 'log_at', 'control_table', 'search_check']
+__all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'STUDY_VARIANTS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED', 'PRETRAINED',
+           'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_changes', 'is_pretrained', 'variant_config', 'run_name',
+           'Profile', 'smoke_profile', 'make_profile', 'load_run', 'train_variant', 'load_eval', 'split_size',
+           'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log', 'log_at',
+           'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
 # Pre-trained only, for the zero-shot rows: a variant of the ablation with another global objective (not the paper's)
 OBJECTIVE_VARIANTS = {'both_vtm': ('both', 'gam_vtm')}   # name: (the ablation's variant, model.loss.global_objective)
+# The paper's other studies: the full model (LPMM + GAM) with one switch changed, pre-trained and fine-tuned like the
+# ablation. `make reproduce-all` trains them; the full model itself is the study's reference (A+V+T, GAM).
+_SHARED = {'vt': ('video', 'text'), 'at': ('audio', 'text'), 'av': ('video', 'audio'), 'none': ()}
+STUDY_VARIANTS = {   # name: (the ablation's variant, its dotted changes)
+    'vtm': ('both', {'model.loss.global_objective': 'vtm'}),                              # Table 6: VTM in place of GAM
+    **{f'enc_{k}': ('both', {'model.shared_encoder': list(m)}) for k, m in _SHARED.items()},   # Figure 3
+    **{f'dec_{k}': ('both', {'model.shared_decoder': list(m)}) for k, m in _SHARED.items()}}   # Figure 4
+_SAID = {'vt': 'V+T', 'at': 'A+T', 'av': 'A+V', 'none': 'none'}
 VARIANT_LABELS = {'neither': 'neither', 'lpmm': 'LPMM only', 'gam': 'GAM only', 'both': 'LPMM + GAM',
-                  'both_vtm': 'LPMM + GAM + video-text'}
+                  'both_vtm': 'LPMM + GAM + video-text', 'vtm': 'LPMM + VTM',
+                  **{f'enc_{k}': f'encoder shared by {s}' for k, s in _SAID.items()},
+                  **{f'dec_{k}': f'decoder shared by {s}' for k, s in _SAID.items()}}
 ABLATION_PRETRAINED = tuple(v for v, objectives in VARIANTS.items() if any(objectives))   # 'neither' has nothing to pre-train
-PRETRAINED = ABLATION_PRETRAINED + tuple(OBJECTIVE_VARIANTS)
+PRETRAINED = ABLATION_PRETRAINED + tuple(OBJECTIVE_VARIANTS)   # what `make reproduce` pre-trains
+
+def variant_changes(variant:str) -> tuple[str, dict]:
+    "A variant's ablation variant (which objectives it trains) and the dotted changes it makes to it."
+    if variant in VARIANTS: return variant, {}
+    if variant in OBJECTIVE_VARIANTS:
+        base, objective = OBJECTIVE_VARIANTS[variant]
+        return base, {'model.loss.global_objective': objective}
+    if variant in STUDY_VARIANTS: return STUDY_VARIANTS[variant]
+    raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join([*VARIANTS, *OBJECTIVE_VARIANTS, *STUDY_VARIANTS])}")
+
+def is_pretrained(variant:str) -> bool:
+    "Whether a variant has a pre-training stage: all but 'neither', which fine-tunes from random weights."
+    return any(VARIANTS[variant_changes(variant)[0]])
 
 def variant_config(cfg:Config, variant:str, seed:int, pretrain_seed:int|None=None) -> Config:
     "`cfg` with the variant's pre-training objectives, `seed` for fine-tuning and `pretrain_seed` (default `seed`) for pre-training."
-    base, objective = OBJECTIVE_VARIANTS.get(variant, (variant, None))   # an objective variant changes an ablation variant
-    if base not in VARIANTS: raise ValueError(f"unknown variant {variant!r}: choose one of {', '.join([*VARIANTS, *OBJECTIVE_VARIANTS])}")
+    base, changes = variant_changes(variant)
     lpmm, gam = VARIANTS[base]
-    objective = {'model.loss.global_objective': objective} if objective else {}
     return override(cfg, {'model.loss.use_lpmm': lpmm, 'model.loss.use_gam': gam, 'finetune.seed': seed,
-                          'pretrain.seed': seed if pretrain_seed is None else pretrain_seed, **objective})
+                          'pretrain.seed': seed if pretrain_seed is None else pretrain_seed, **changes})
 
 def run_name(variant:str, seed:int, stage:str) -> str:
     "'both-s0' for a pre-training run, 'both-s0-ft' for its fine-tuning."
@@ -162,9 +184,9 @@ def train_variant(P:Profile, variant:str, seed:int, stage:str, progress:bool=Tru
     if run_dir.exists() and not _same_settings(run_dir, cfg, stage): shutil.rmtree(run_dir)   # other settings: start afresh
     (run_dir / 'eval-test.json').unlink(missing_ok=True)
     kw = dict(name=run_dir.name, out=P.runs, resume=True, progress=progress)
-    init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if stage == 'finetune' and variant in PRETRAINED else None
+    init = P.run_dir(variant, P.init_seed(seed), 'pretrain') if stage == 'finetune' and is_pretrained(variant) else None
     if stage == 'pretrain':
-        if variant not in PRETRAINED: raise ValueError(f"{variant!r} has no pre-training objective: fine-tune it from scratch")
+        if not is_pretrained(variant): raise ValueError(f"{variant!r} has no pre-training objective: fine-tune it from scratch")
         pretrain(cfg, **kw)
     else:
         if init is not None and not (init / 'eval-test.json').exists():
@@ -219,7 +241,7 @@ def embedding_spread(P:Profile, variant:str|None, seed:int=0, modality:str='vide
 
 def ensure_runs(P:Profile, variants, stages=('pretrain', 'finetune')):
     "Smoke profile: train what is missing. Any other profile: only check, and name what `make reproduce` must run."
-    need = [(v, s, st) for v in variants for st in stages for s in P.stage_seeds(st) if st == 'finetune' or v in PRETRAINED]
+    need = [(v, s, st) for v in variants for st in stages for s in P.stage_seeds(st) if st == 'finetune' or is_pretrained(v)]
     missing = [(v, s, st) for v, s, st in need if not (P.run_dir(v, s, st) / 'eval-test.json').exists()]
     if missing and P.name != 'smoke':
         raise FileNotFoundError(f'{len(missing)} runs of profile {P.name!r} are not finished: '

@@ -9,13 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 from .cost import machine
-from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
+from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, STUDY_VARIANTS, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, chance_row, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times', 'trained_earlier',
-           'seeds_said', 'reading', 'zero_shot_objectives', 'ceiling_reading', 'control_and_search', 'probe_reading',
-           'diagnosis', 'summary_table', 'run_precisions', 'machine_said', 'readme', 'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times',
+           'trained_earlier', 'seeds_said', 'reading', 'zero_shot_objectives', 'ceiling_reading', 'control_and_search',
+           'probe_reading', 'diagnosis', 'summary_table', 'run_precisions', 'machine_said', 'study_reading', 'readme',
+           'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -27,10 +28,17 @@ TABLES = {   # every table of a reproduction, and what it shows
     'tab5_probe': 'why Table 5 comes out as it does: which attributes a linear probe reads from the video and audio embeddings that each pre-training hands to fine-tuning',
     'control': 'the control: GAM\'s audio-video term on SyncBench with the sound-sight link off, beside the linked data',
     'search_check': '`vlsa search` with every test caption: how often its clip is in the top 1, 5 and 10',
+    # the paper's other studies: `make reproduce-all`
+    'fig3_modality_sharing': 'which modalities share the encoder (A+V+T, V+T, A+T, A+V, none), fine-tuned, beside the paper\'s Figure 3',
+    'fig4_decoder_sharing': 'which modalities share the decoder, fine-tuned, beside the paper\'s Figure 4',
+    'tab6_gam_vs_vtm': 'GAM against video-text matching (VTM) in its place, zero-shot and fine-tuned, beside the paper\'s Table 6',
+    'fig5_tsne': 'how well the cosine tells matching video-caption pairs from non-matching ones, VTM against GAM, with the t-SNE maps of the paper\'s Figure 5',
 }
 # The notebooks of nbs/experiments/ that make the tables: each writes tables/<name>.md (tab4_r1 writes
 # tab4_all_directions too). `make reproduce` reads this list, and the variants, from `make_vars`.
 TABLE_NOTEBOOKS = ('tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab5_ablation', 'control', 'search_check')
+# `make reproduce-all` makes these too, after training STUDY_VARIANTS (`vlsa.studies`, and fig5_tsne's maps)
+STUDY_NOTEBOOKS = ('fig3_modality_sharing', 'fig4_decoder_sharing', 'tab6_gam_vs_vtm', 'fig5_tsne')
 # Made by `make cost`, not `make reproduce`: its times are this machine's, so it cannot be the same byte for byte.
 MACHINE_TABLES = {'tab7_cost': 'parameters, FLOPs per clip, training clips/s and the latency of embedding a clip, beside the '
                                'paper\'s Table 7 (`make cost`, measured on the machine it names)'}
@@ -38,7 +46,8 @@ MACHINE_TABLES = {'tab7_cost': 'parameters, FLOPs per clip, training clips/s and
 def make_vars() -> str:
     "The lists that `make reproduce` builds from, as Makefile assignments: their one source is this package."
     return (f"VARIANTS := {' '.join(VARIANTS)}\nPRETRAINED := {' '.join(PRETRAINED)}\n"
-            f"TABLE_NOTEBOOKS := {' '.join(TABLE_NOTEBOOKS)}\n")
+            f"TABLE_NOTEBOOKS := {' '.join(TABLE_NOTEBOOKS)}\nSTUDY_VARIANTS := {' '.join(STUDY_VARIANTS)}\n"
+            f"STUDY_NOTEBOOKS := {' '.join(STUDY_NOTEBOOKS)}\n")
 
 def load_profile(path) -> Profile:
     "The `Profile` of a `configs/<profile>.yaml`."
@@ -229,6 +238,23 @@ def machine_said(P:Profile) -> str:
     return (f'{machine()}; the runs trained in {used}. `precision: auto` trains in bf16 only where '
             'the CPU runs it natively (AMX or AVX512-BF16), so a CPU that resolves it otherwise gives other numbers.')
 
+def study_reading(P:Profile) -> list[str]:
+    "Each study whose table exists: the paper's claim and ours, judged (`vlsa.studies.claim_lines`); Figure 5's AUCs."
+    import pandas as pd
+    from vlsa.studies import STUDIES, claim_lines
+    res, out = Path(P.results) / 'tables', []
+    for s in STUDIES.values():
+        if (res / f'{s.name}.md').exists():
+            out += [f'**{s.title}** ([`tables/{s.name}.md`](tables/{s.name}.md)): the paper reports that {s.said}. Ours:', '',
+                    *[f'- {l}' for l in claim_lines(P, s)], '']
+    if (res / 'fig5_tsne.csv').exists():
+        t = pd.read_csv(res / 'fig5_tsne.csv')
+        out += ['**Figure 5** ([`tables/fig5_tsne.md`](tables/fig5_tsne.md)): the chance that a matching video-caption pair '
+                'has a higher cosine than a non-matching one (AUC; 0.5 is chance): '
+                + '; '.join(f"{r['model']}, {r['stage']} {fmt(r['AUC'], r.get('AUC sd', float('nan')), 3)}"
+                            for r in t.to_dict('records')) + '.', '']
+    return out
+
 def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None) -> str:
     "results/README.md: what each table shows, where it came from, how long it took, and what it says."
     date = date or datetime.date.today().isoformat()
@@ -262,6 +288,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         '- `runs/` (git-ignored): each run\'s configuration, logs, checkpoints and `eval-test.json`.', '',
         '## What the numbers say', '', *[f'- {s}' for s in reading(P)], '',
         '### R@1 after fine-tuning, by pre-training variant', '', summary_table(P),
+        *(['## The paper\'s other studies (`make reproduce-all`)', '', *study_reading(P)] if study_reading(P) else []),
         '## How long each stage took', '', '| stage | time |', '|---|---:|',
         *[f'| {name} | {_minutes(s)}' + (f' (continued a run begun earlier, which trained for {_minutes(t)} in all)' if t else '') + ' |'
           for (name, s), t in zip(times, earlier)],
