@@ -59,6 +59,8 @@ reproduce: | $(STAMP) ## regenerate every table and figure in results/ (PROFILE=
 # A paper benchmark on its real data (configs/msrvtt.yaml, ...): prepare the manifest from ROOT once, fine-tune INIT
 # (default: the profile's init) per seed, and write results/<benchmark>/tables/<benchmark>.md. Finished runs are read.
 reproduce-all: | $(STAMP) ## make reproduce, then the paper's other studies: Figures 3-5, Table 6 (cpu: many hours; configs/README.md)
+	@test -z "$(BENCHMARK)" || { echo "make reproduce-all: the studies run on SyncBench; $(PCFG) is the $(BENCHMARK) \
+	benchmark, which \`make reproduce PROFILE=$(PROFILE)\` runs" >&2; exit 2; }
 	@$(MAKE) --no-print-directory reproduce STUDIES=1
 
 reproduce-benchmark: | $(STAMP)
@@ -72,7 +74,7 @@ reproduce-tables: | $(STAMP)
 	@test -n "$(TABLE_NOTEBOOKS)" || { echo "make reproduce: could not read the variants and tables \
 	(vlsa report --make-vars)" >&2; exit 2; }
 	@if $(MAKE) --no-print-directory -q $(REPRODUCED) 2>/dev/null; then \
-	  echo "make reproduce$(if $(STUDIES),-all): every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
+	  echo "make reproduce$(if $(WITH_STUDIES),-all): every table in $(RESULTS)/ is up to date with $(PCFG) and its runs; nothing to do."; \
 	else set -o pipefail; $(MAKE) --no-print-directory $(REPRODUCED) | { grep --line-buffered -v 'is up to date' || true; }; fi
 
 # ---- what make reproduce builds, read from configs/$(PROFILE).yaml -------------------------------------------
@@ -84,7 +86,7 @@ MANIFEST   := $(strip $(call yaml,manifest))
 SEEDS      := $(shell sed -n 's/^seeds: *\[\([^]]*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' ')
 PRESEEDS   := $(or $(shell sed -n 's/^pretrain_seeds: *\[\([^]]*\)\].*/\1/p' $(PCFG) 2>/dev/null | tr ',' ' '),$(SEEDS))
 EXECUTED   := $(RESULTS)/executed
-# VARIANTS, PRETRAINED and TABLE_NOTEBOOKS: their one source is the package (vlsa.report.make_vars), read once it is
+# VARIANTS, PRETRAINED, TABLE_NOTEBOOKS and the STUDY_ lists: their one source is the package (vlsa.report.make_vars), read once it is
 # installed; `make reproduce` installs it first, then starts a new make (reproduce-tables) that reads them.
 MAKE_VARS  := $(VENV)/make-vars.mk
 ifneq ($(wildcard $(STAMP)),)
@@ -95,19 +97,21 @@ PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(
 FT_RUNS    := $(foreach v,$(VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 TABLES     := $(foreach t,$(TABLE_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 # make reproduce-all (STUDIES=1): the study variants' runs, pre-trained and fine-tuned like the ablation's, and their tables
+WITH_STUDIES := $(filter 1,$(STUDIES))
 STUDY_PRE  := $(foreach v,$(STUDY_VARIANTS),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
 STUDY_FT   := $(foreach v,$(STUDY_VARIANTS),$(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 STUDY_TABLES := $(foreach t,$(STUDY_NOTEBOOKS),$(RESULTS)/tables/$(t).md)
 SYNTH      := $(strip $(call yaml,synth))
 BENCHMARK  := $(strip $(call yaml,benchmark))
 CONTROL    := $(patsubst %/manifest.jsonl,%-unlinked/manifest.jsonl,$(MANIFEST))
-REPRODUCED := $(TABLES) $(if $(STUDIES),$(STUDY_TABLES)) $(RESULTS)/README.md
+REPRODUCED := $(TABLES) $(if $(WITH_STUDIES),$(STUDY_TABLES)) $(RESULTS)/README.md
 PAPERMILL   = $(BIN)/papermill --kernel vlsa --cwd . --no-progress-bar --log-level WARNING -f $(PCFG)
 variant     = $(firstword $(subst -s, ,$(1)))
 seed        = $(lastword $(subst -s, ,$(1)))
 # the pre-training a fine-tuning seed starts from: its own if pretrain_seeds has it, else the first
 init_seed   = $(if $(filter $(1),$(PRESEEDS)),$(1),$(firstword $(PRESEEDS)))
 pretrained_of = $(if $(filter neither,$(call variant,$(1))),,$(RUNS)/$(call variant,$(1))-s$(call init_seed,$(call seed,$(1)))/eval-test.json)   # 'neither' starts from scratch
+runs_of     = $(foreach v,$(1),$(if $(filter neither,$(v)),,$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json)) $(foreach s,$(SEEDS),$(RUNS)/$(v)-s$(s)-ft/eval-test.json))
 now         = date '+[%H:%M:%S]'
 
 .DELETE_ON_ERROR:
@@ -126,7 +130,8 @@ $(TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS
 	@mkdir -p $(EXECUTED); $(now); echo "  table $* -> $@"
 	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
 
-$(STUDY_TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $(PRE_RUNS) $(FT_RUNS) $(STUDY_PRE) $(STUDY_FT) $(PCFG) | $(STAMP)
+# a study's table: the runs of its own variants (STUDY_VARIANTS_<notebook>, from the package), the full model's among them
+$(STUDY_TABLES): $(RESULTS)/tables/%.md: nbs/experiments/%.ipynb $$(call runs_of,$$(STUDY_VARIANTS_$$*)) $(PCFG) | $(STAMP)
 	@mkdir -p $(EXECUTED); $(now); echo "  study $* -> $@"
 	@$(PAPERMILL) $< $(EXECUTED)/$*.ipynb
 
@@ -137,7 +142,7 @@ $(CONTROL): | $(STAMP)
 	@$(now); echo "  generating the SyncBench control (sound-sight link off) -> $(dir $@)"
 	$(BIN)/vlsa synth --profile $(SYNTH) --unlinked --out $(dir $@) --train 0 --test 0
 
-$(RESULTS)/README.md: $(TABLES) $(if $(STUDIES),$(STUDY_TABLES))
+$(RESULTS)/README.md: $(TABLES) $(if $(WITH_STUDIES),$(STUDY_TABLES))
 	@$(now); echo "  $@"
 	@$(BIN)/vlsa report --file $(PCFG) --readme $@ --quiet
 

@@ -31,7 +31,7 @@ def split_embeddings(model, cfg:Config, split:str='test') -> dict:
     return {'video': unit(emb['video']), 'audio': unit(emb['audio']), 'text': unit(emb['text']),
             'captions_of': captions_of, 'metas': metas}
 
-# %% ../nbs/56_embedding_map.ipynb #ef9c0cc8
+# %% ../nbs/56_embedding_map.ipynb #f0b400db
 def video_text_pairs(captions_of:list[list[int]], n:int=1000, seed:int=0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clip rows, caption rows and whether each pair matches: the first half a clip with one of its own captions, the
     rest a clip with another clip's. No clip comes twice in a half, so `n` is at most twice the clips with captions."""
@@ -51,13 +51,15 @@ def match_auc(scores:np.ndarray, matched:np.ndarray) -> float:
     from scipy.stats import rankdata
     r = rankdata(scores)                                               # average ranks: ties count half
     pos = matched.astype(bool); n_pos, n_neg = pos.sum(), (~pos).sum()
+    if not (n_pos and n_neg): raise ValueError(f'{n_pos} matching and {n_neg} non-matching pairs: an AUC needs both')
     return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
-# %% ../nbs/56_embedding_map.ipynb #dbbcf72d
+# %% ../nbs/56_embedding_map.ipynb #a397d17e
 def tsne_map(x:np.ndarray, seed:int=0, perplexity:float=30.0) -> np.ndarray:
-    "(N, D) -> (N, 2) exact t-SNE; the perplexity is lowered for small N, which t-SNE requires below N / 3."
+    "(N, D) -> (N, 2) exact t-SNE of N >= 2 points; for small N the perplexity is lowered to (N - 1) / 3."
     from sklearn.manifold import TSNE
     x = np.asarray(x, np.float64)
+    if len(x) < 2: raise ValueError(f't-SNE needs at least 2 points, got {len(x)}')
     perplexity = min(perplexity, (len(x) - 1) / 3)
     init = 'pca' if x.std(0).max() > 0 else 'random'   # identical points (a collapsed embedding) have no principal axis
     return TSNE(2, perplexity=perplexity, init=init, method='exact', random_state=seed).fit_transform(x)

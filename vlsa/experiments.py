@@ -243,9 +243,10 @@ def ensure_runs(P:Profile, variants, stages=('pretrain', 'finetune')):
     "Smoke profile: train what is missing. Any other profile: only check, and name what `make reproduce` must run."
     need = [(v, s, st) for v in variants for st in stages for s in P.stage_seeds(st) if st == 'finetune' or is_pretrained(v)]
     missing = [(v, s, st) for v, s, st in need if not (P.run_dir(v, s, st) / 'eval-test.json').exists()]
+    target = 'reproduce-all' if any(v in STUDY_VARIANTS for v, _, _ in missing) else 'reproduce'   # what trains them
     if missing and P.name != 'smoke':
         raise FileNotFoundError(f'{len(missing)} runs of profile {P.name!r} are not finished: '
-                                f"{', '.join(run_name(*m) for m in missing)}; run `make reproduce PROFILE={P.name}`")
+                                f"{', '.join(run_name(*m) for m in missing)}; run `make {target} PROFILE={P.name}`")
     for v, s, st in sorted(missing, key=lambda m: m[2] != 'pretrain'): train_variant(P, v, s, st, progress=False)
 
 # %% ../nbs/50_experiments.ipynb #5a058716

@@ -13,10 +13,10 @@ from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, ST
 from .tables import PAPER, chance_row, fmt, ordering, verdicts
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'load_profile', 'stage_times',
-           'trained_earlier', 'seeds_said', 'reading', 'zero_shot_objectives', 'ceiling_reading', 'control_and_search',
-           'probe_reading', 'diagnosis', 'summary_table', 'run_precisions', 'machine_said', 'study_reading', 'readme',
-           'where']
+__all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'study_variants',
+           'load_profile', 'stage_times', 'trained_earlier', 'seeds_said', 'reading', 'zero_shot_objectives',
+           'ceiling_reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
+           'machine_said', 'study_reading', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -47,7 +47,13 @@ def make_vars() -> str:
     "The lists that `make reproduce` builds from, as Makefile assignments: their one source is this package."
     return (f"VARIANTS := {' '.join(VARIANTS)}\nPRETRAINED := {' '.join(PRETRAINED)}\n"
             f"TABLE_NOTEBOOKS := {' '.join(TABLE_NOTEBOOKS)}\nSTUDY_VARIANTS := {' '.join(STUDY_VARIANTS)}\n"
-            f"STUDY_NOTEBOOKS := {' '.join(STUDY_NOTEBOOKS)}\n")
+            f"STUDY_NOTEBOOKS := {' '.join(STUDY_NOTEBOOKS)}\n"
+            + ''.join(f"STUDY_VARIANTS_{name} := {' '.join(variants)}\n" for name, variants in study_variants().items()))
+
+def study_variants() -> dict[str, list[str]]:
+    "Each study notebook -> the variants whose runs it reads (the full model among them)."
+    from vlsa.studies import STUDIES
+    return {**{name: s.variants for name, s in STUDIES.items()}, 'fig5_tsne': ['both', 'vtm']}
 
 def load_profile(path) -> Profile:
     "The `Profile` of a `configs/<profile>.yaml`."
@@ -239,12 +245,14 @@ def machine_said(P:Profile) -> str:
             'the CPU runs it natively (AMX or AVX512-BF16), so a CPU that resolves it otherwise gives other numbers.')
 
 def study_reading(P:Profile) -> list[str]:
-    "Each study whose table exists: the paper's claim and ours, judged (`vlsa.studies.claim_lines`); Figure 5's AUCs."
+    """Each study whose table and runs exist: the paper's claim and ours, judged (`vlsa.studies.claim_lines`);
+    Figure 5's AUCs, from its table. A clone has the tables but not the runs (git-ignored): nothing is said then."""
     import pandas as pd
     from vlsa.studies import STUDIES, claim_lines
     res, out = Path(P.results) / 'tables', []
+    done = lambda v: all((P.run_dir(v, s, 'finetune') / 'eval-test.json').exists() for s in P.seeds)
     for s in STUDIES.values():
-        if (res / f'{s.name}.md').exists():
+        if (res / f'{s.name}.md').exists() and all(map(done, s.variants)):
             out += [f'**{s.title}** ([`tables/{s.name}.md`](tables/{s.name}.md)): the paper reports that {s.said}. Ours:', '',
                     *[f'- {l}' for l in claim_lines(P, s)], '']
     if (res / 'fig5_tsne.csv').exists():
@@ -266,9 +274,10 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
     times = stage_times(P)
     earlier = [trained_earlier(P, name, s) for name, s in times]
     cfg = P.config()
+    studies = study_reading(P)
     return '\n'.join([
         '# results', '',
-        'Produced by code, never typed. Regenerate with `make reproduce` ' + ('' if P.name == 'cpu' else f'PROFILE={P.name} ')
+        f"Produced by code, never typed. Regenerate with `make reproduce{'-all' if studies else ''}` " + ('' if P.name == 'cpu' else f'PROFILE={P.name} ')
         + f'(profile `{config_file}`); this file is generated too.', '',
         f'- **Data**: {P.label}; manifest `{P.manifest}`. SyncBench is synthetic: its numbers show whether the method '
         'works and how the variants compare, not what the paper\'s data sets would give.',
@@ -288,7 +297,7 @@ def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None)
         '- `runs/` (git-ignored): each run\'s configuration, logs, checkpoints and `eval-test.json`.', '',
         '## What the numbers say', '', *[f'- {s}' for s in reading(P)], '',
         '### R@1 after fine-tuning, by pre-training variant', '', summary_table(P),
-        *(['## The paper\'s other studies (`make reproduce-all`)', '', *study_reading(P)] if study_reading(P) else []),
+        *(['## The paper\'s other studies (`make reproduce-all`)', '', *studies] if studies else []),
         '## How long each stage took', '', '| stage | time |', '|---|---:|',
         *[f'| {name} | {_minutes(s)}' + (f' (continued a run begun earlier, which trained for {_minutes(t)} in all)' if t else '') + ' |'
           for (name, s), t in zip(times, earlier)],

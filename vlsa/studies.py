@@ -81,9 +81,9 @@ def claim_lines(P:Profile, study:Study, directions=('T->V', 'T->A'), stage:str='
             out.append(f'{d}, {study.labels[a]} > {study.labels[b]}: ours {gain} at {at} ({judged}){said}.')
     return out
 
-# %% ../nbs/55_studies.ipynb #12bd49a2
+# %% ../nbs/55_studies.ipynb #a41531c9
 def parameters_said(P:Profile, study:Study) -> str:
-    "A sentence: the parameters of each variant's network (the pre-training objectives' heads aside)."
+    "A sentence: every parameter of each variant's network, LPMM's decoders and the matching heads included."
     from vlsa.model import VLSA
     counts = {label: sum(p.numel() for p in VLSA(P.config(v).model).parameters()) for v, label in study.labels.items()}
     return 'Parameters of the network: ' + ', '.join(f'{label} {n / 1e6:.2f}M' for label, n in counts.items()) + '.'
