@@ -10,13 +10,13 @@ from pathlib import Path
 
 from .cost import machine
 from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, STUDY_VARIANTS, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
-from .tables import PAPER, chance_row, fmt, ordering, verdicts
+from .tables import PAPER, chance_row, fmt, ordering, seeds_said, verdicts
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'study_variants',
-           'load_profile', 'stage_times', 'trained_earlier', 'seeds_said', 'reading', 'zero_shot_objectives',
-           'ceiling_reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
-           'machine_said', 'study_reading', 'readme', 'where']
+           'load_profile', 'stage_times', 'trained_earlier', 'reading', 'zero_shot_objectives', 'ceiling_reading',
+           'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions', 'machine_said',
+           'study_reading', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -91,17 +91,6 @@ def _minutes(s:float) -> str:
     return f'{s // 60} min {s % 60:02d} s'
 
 # %% ../nbs/52_report.ipynb #37b7e57e
-def seeds_said(P:Profile) -> str:
-    "What our numbers average over: '3 seeds (0, 1, 2)', or '3 fine-tuning seeds (0, 1, 2), all from one pre-training ...'."
-    ft, pre = P.stage_seeds('finetune'), P.stage_seeds('pretrain')
-    n = lambda seeds, what='seed': f"{len(seeds)} {what}{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}"
-    one = '' if len(ft) > 1 else '; no spread can be given with one seed'
-    if ft == pre: return n(ft) + one + ')'
-    start = (f'all from one pre-training per variant (seed {pre[0]})' if len(pre) == 1 else
-             n(pre, 'pre-training seed') + f'; a fine-tuning seed without its own starts from seed {pre[0]})')
-    return (n(ft, 'fine-tuning seed') + f'{one}), {start}; zero-shot numbers and pre-training losses come from the '
-            + ('pre-training' if len(pre) == 1 else 'pre-trainings') + (', with no spread' if len(pre) == 1 else ''))
-
 def _mean(P, variant, stage, d, k='R@1') -> tuple[float, float, int]:
     return seed_stats([load_eval(P, variant, s, stage) for s in P.stage_seeds(stage)], d, [k])[k]
 

@@ -14,8 +14,8 @@ from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log,
 
 # %% auto #0
 __all__ = ['PAPER', 'REPORTED', 'CEILING_VIEWS', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'ceiling_row',
-           'paper_row', 'fmt', 'markdown_table', 'write_table', 'ordering', 'verdict', 'verdicts', 'ablation_frame',
-           'ablation_chart', 'training_figure', 'control_figure']
+           'paper_row', 'seeds_said', 'fmt', 'markdown_table', 'write_table', 'ordering', 'verdict', 'verdicts',
+           'ablation_frame', 'ablation_chart', 'training_figure', 'control_figure']
 
 # %% ../nbs/51_tables.ipynb #fee15139
 PAPER = {
@@ -67,6 +67,19 @@ def paper_row(data:str, method:str, setting:str, direction:str, metrics, values)
     row = {'data': f'{data} ({REPORTED})', 'method': method, 'setting': setting, 'direction': direction, 'seeds': 3}
     for m, v in zip(metrics, values): row[m], row[f'{m} sd'] = (math.nan if v is None else float(v)), math.nan
     return row
+
+# %% ../nbs/51_tables.ipynb #a7c3e915
+# How a table says what its numbers average over (every table and results/README.md use it)
+def seeds_said(P:Profile) -> str:
+    "What our numbers average over: '3 seeds (0, 1, 2)', or '3 fine-tuning seeds (0, 1, 2), all from one pre-training ...'."
+    ft, pre = P.stage_seeds('finetune'), P.stage_seeds('pretrain')
+    n = lambda seeds, what='seed': f"{len(seeds)} {what}{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}"
+    one = '' if len(ft) > 1 else '; no spread can be given with one seed'
+    if ft == pre: return n(ft) + one + ')'
+    start = (f'all from one pre-training per variant (seed {pre[0]})' if len(pre) == 1 else
+             n(pre, 'pre-training seed') + f'; a fine-tuning seed without its own starts from seed {pre[0]})')
+    return (n(ft, 'fine-tuning seed') + f'{one}), {start}; zero-shot numbers and pre-training losses come from the '
+            + ('pre-training' if len(pre) == 1 else 'pre-trainings') + (', with no spread' if len(pre) == 1 else ''))
 
 # %% ../nbs/51_tables.ipynb #efc5c754
 def fmt(mean:float, sd:float=math.nan, digits:int=1) -> str:
