@@ -14,11 +14,11 @@ import pandas as pd
 from .config import Config, config_from_json, get_config, override
 
 # %% auto #0
-__all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'STUDY_VARIANTS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED', 'PRETRAINED',
-           'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_changes', 'is_pretrained', 'variant_config', 'run_name',
-           'Profile', 'smoke_profile', 'make_profile', 'load_run', 'train_variant', 'load_eval', 'split_size',
-           'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log', 'log_at',
-           'control_table', 'search_check']
+__all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'STUDY_VARIANTS', 'SHARING_LABELS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED',
+           'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_changes', 'is_pretrained', 'variant_config',
+           'run_name', 'Profile', 'smoke_profile', 'make_profile', 'load_run', 'train_variant', 'load_eval',
+           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log',
+           'log_at', 'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -31,11 +31,11 @@ STUDY_VARIANTS = {   # name: (the ablation's variant, its dotted changes)
     'vtm': ('both', {'model.loss.global_objective': 'vtm'}),                              # Table 6: VTM in place of GAM
     **{f'enc_{k}': ('both', {'model.shared_encoder': list(m)}) for k, m in _SHARED.items()},   # Figure 3
     **{f'dec_{k}': ('both', {'model.shared_decoder': list(m)}) for k, m in _SHARED.items()}}   # Figure 4
-_SAID = {'vt': 'V+T', 'at': 'A+T', 'av': 'A+V', 'none': 'none'}
+SHARING_LABELS = {'vt': 'V+T', 'at': 'A+T', 'av': 'A+V', 'none': 'none'}   # how the studies name each sharing
 VARIANT_LABELS = {'neither': 'neither', 'lpmm': 'LPMM only', 'gam': 'GAM only', 'both': 'LPMM + GAM',
                   'both_vtm': 'LPMM + GAM + video-text', 'vtm': 'LPMM + VTM',
-                  **{f'enc_{k}': f'encoder shared by {s}' for k, s in _SAID.items()},
-                  **{f'dec_{k}': f'decoder shared by {s}' for k, s in _SAID.items()}}
+                  **{f'enc_{k}': f'encoder shared by {s}' for k, s in SHARING_LABELS.items()},
+                  **{f'dec_{k}': f'decoder shared by {s}' for k, s in SHARING_LABELS.items()}}
 ABLATION_PRETRAINED = tuple(v for v, objectives in VARIANTS.items() if any(objectives))   # 'neither' has nothing to pre-train
 PRETRAINED = ABLATION_PRETRAINED + tuple(OBJECTIVE_VARIANTS)   # what `make reproduce` pre-trains
 
