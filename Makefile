@@ -10,7 +10,7 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab reproduce reproduce-all reproduce-tables reproduce-benchmark data bench cost
+.PHONY: help install export clean check readme test lab demo reproduce reproduce-all reproduce-tables reproduce-benchmark data bench cost
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), th
 	$(MAKE) --no-print-directory check
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/python -m pytest -q --durations=15 tests
+
+demo: $(STAMP) ## a first run in about 3 minutes: small SyncBench, pre-train, fine-tune, test recalls, search (into results/demo)
+	$(BIN)/vlsa demo
 
 lab: $(STAMP) ## JupyterLab on nbs/ with the vlsa kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs

@@ -147,13 +147,12 @@ def test_a_file_without_a_preset_builds_on_the_commands_preset(tmp_path):
     "`vlsa config tiny --file f.yaml` and `vlsa pretrain --config tiny --file f.yaml`: tiny, not base, under the file."
     import subprocess, sys
     from pathlib import Path
-    from types import SimpleNamespace
-    from vlsa.cli import stage_config
+    from vlsa.cli import _stage_parser, stage_config
     f = tmp_path / 'f.yaml'
     f.write_text('pretrain: {steps: 7}\n')
     out = subprocess.run([str(Path(sys.executable).parent / 'vlsa'), 'config', 'tiny', '--file', str(f)],
                          capture_output=True, text=True, timeout=120)
     cfg = json.loads(out.stdout)
     assert (cfg['name'], cfg['model']['encoder']['width'], cfg['pretrain']['steps']) == ('tiny', 192, 7)
-    run = stage_config(SimpleNamespace(file=str(f), overrides=['pretrain.lr=0.002'], config='tiny'))   # vlsa pretrain's path
+    run = stage_config(_stage_parser('pretrain').parse_args(['--config', 'tiny', '--file', str(f), '--set', 'pretrain.lr=0.002']))
     assert (run.name, run.model.encoder.width, run.pretrain.steps, run.pretrain.lr) == ('tiny', 192, 7, 0.002)

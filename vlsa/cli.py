@@ -11,13 +11,14 @@ from . import __version__
 
 # %% auto #0
 __all__ = ['COMMANDS', 'STAGE_HELP', 'DEBUG', 'config_command', 'info_command', 'synth_command', 'data_command', 'probe_command',
-           'stage_config', 'pretrain_command', 'finetune_command', 'evaluate_command', 'push_command', 'embed_command',
-           'search_command', 'report_command', 'fail', 'main']
+           'stage_changes', 'stage_config', 'next_steps', 'pretrain_command', 'finetune_command', 'evaluate_command',
+           'demo_command', 'push_command', 'embed_command', 'search_command', 'report_command', 'fail', 'main']
 
 # %% ../nbs/90_cli.ipynb #feba1a24
 COMMANDS = {
     'config': ('config_command', 'print a preset, with overrides, as JSON'),
     'info':   ('info_command', 'versions of vlsa and its stack, and the devices torch can use'),
+    'demo':   ('demo_command', 'a first run in about 3 minutes: data, pre-training, fine-tuning, test recalls, a search'),
     'synth':  ('synth_command', 'generate SyncBench, the embedded default data set'),
     'data':   ('data_command', "a paper's data set (MSR-VTT, LSMDC, YouCook2, HowTo100M) from its files to a manifest"),
     'probe':  ('probe_command', "a linear probe on the model's inputs: what can it see and hear at all?"),
@@ -165,6 +166,9 @@ def _stage_parser(stage:str) -> argparse.ArgumentParser:
         p.add_argument('--split', default=None, help='split to score (default: data.test_split)')
         p.add_argument('--out', help='also write the table to this CSV file')
         return p
+    p.set_defaults(stage=stage)
+    p.add_argument('--manifest', help="the data (shorthand for --set data.manifest=...; default: the preset's)")
+    p.add_argument('--steps', type=int, help=f'optimizer steps (shorthand for --set {stage}.steps=...)')
     p.add_argument('--config', default='tiny', help='preset to start from (default: tiny)')
     p.add_argument('--file', help='JSON or YAML overrides (may name its own preset)')
     p.add_argument('--name', help='run name (default: PRESET-STAGE-sSEED)')
@@ -176,10 +180,18 @@ def _stage_parser(stage:str) -> argparse.ArgumentParser:
     if stage == 'finetune': p.add_argument('--init', help='the pre-training run (or checkpoint) to start from (default: from scratch)')
     return p
 
+def stage_changes(args) -> list[str]:
+    "The command line's settings as dotted overrides: the shorthands (--manifest, --steps), then `--set`, which has the last word."
+    from vlsa.config import ConfigError
+    if args.steps is not None and args.steps < 1: raise ConfigError(f'--steps must be 1 or more, got {args.steps}')
+    return ([f'data.manifest={args.manifest}'] if args.manifest else []) + \
+           ([f'{args.stage}.steps={args.steps}'] if args.steps is not None else []) + list(args.overrides)
+
 def stage_config(args):
-    "The configuration `vlsa pretrain|finetune` runs with: `--config`'s preset, under `--file`, under `--set`."
+    "The configuration `vlsa pretrain|finetune` runs with: `--config`'s preset, under `--file`, under the command line's settings."
     from vlsa.config import get_config, load_config, override
-    return load_config(args.file, args.overrides, args.config) if args.file else override(get_config(args.config), args.overrides)
+    changes = stage_changes(args)
+    return load_config(args.file, changes, args.config) if args.file else override(get_config(args.config), changes)
 
 # %% ../nbs/90_cli.ipynb #26f62fb6
 def _train(stage:str, argv:list[str]) -> int:
@@ -197,7 +209,7 @@ def _train(stage:str, argv:list[str]) -> int:
         saved = run_path(cfg, stage, args.name, args.out) / 'config.json'
         if args.resume and saved.exists():   # the run's own settings, and only what the command line states explicitly
             cfg = load_config(saved)
-            changed = config_changes(cfg, override(cfg, args.overrides))
+            changed = config_changes(cfg, override(cfg, stage_changes(args)))
             if changed: raise ConfigError(f'{saved.parent}: --resume with a --set that changes its settings ({"; ".join(changed)})')
         run_dir = run(cfg, stage, args.name, args.out, args.resume, getattr(args, 'init', None), args.stop_after,
                       overwrite=args.overwrite)
@@ -211,7 +223,15 @@ def _train(stage:str, argv:list[str]) -> int:
         step = int(ck.name.removeprefix('step-')) if ck.name.startswith('step-') else '?'
         print(f'vlsa {stage}: stopped at step {step} of {tc.steps or f"{tc.epochs} epochs"}; '
               f'continue with: vlsa {stage} --name {run_dir.name} --out {run_dir.parent} --resume', file=sys.stderr)
+    else: print(next_steps(stage, run_dir, cfg.data.manifest))
     return 0
+
+def next_steps(stage:str, run_dir:Path, manifest:str) -> str:
+    "What a finished run is for: the commands that take it one step further."
+    if stage == 'pretrain':
+        return f'next: vlsa finetune --init {run_dir} --manifest {manifest}   # fine-tune it (or: vlsa evaluate {run_dir}, zero-shot)'
+    return (f'next: vlsa evaluate {run_dir}   # every direction on the test split\n'
+            f'      vlsa embed {run_dir} {manifest} --split test --out index.safetensors && vlsa search index.safetensors "a red star pops in"')
 
 def pretrain_command(argv:list[str]) -> int: return _train('pretrain', argv)
 def finetune_command(argv:list[str]) -> int: return _train('finetune', argv)
@@ -230,6 +250,29 @@ def evaluate_command(argv:list[str]) -> int:
               "a clip that is missing (or silent, for audio) counts as a miss")
     print(table.round(2).to_string())
     if args.out: table.to_csv(args.out)
+    return 0
+
+# %% ../nbs/90_cli.ipynb #52c921eb
+def demo_command(argv:list[str]) -> int:
+    "`vlsa demo [--out DIR] [--manifest M] [--steps N]`"
+    from vlsa.demo import DEMO_COUNTS, DEMO_PRETRAIN_STEPS, DEMO_STEPS
+    p = argparse.ArgumentParser(prog='vlsa demo', description='A first run in about 3 minutes on a 2-core CPU: generate '
+                                f"a small SyncBench ({sum(DEMO_COUNTS.values())} clips), pre-train with LPMM and GAM, fine-tune, score the "
+                                'test split and search it, saying what each step did and where its output went.')
+    p.add_argument('--out', default='results/demo', help='folder for the data, runs and index (default: results/demo)')
+    p.add_argument('--manifest', help='use this data instead of generating it (its pretrain, train, val and test splits)')
+    p.add_argument('--steps', type=int, default=DEMO_STEPS, help=f'fine-tuning steps (default: {DEMO_STEPS})')
+    p.add_argument('--pretrain-steps', type=int, default=DEMO_PRETRAIN_STEPS, help=f'pre-training steps (default: {DEMO_PRETRAIN_STEPS})')
+    p.add_argument('--query', help="the sentence the last step searches with (default: the first test caption)")
+    args = p.parse_args(argv)
+    for flag, n in (('--steps', args.steps), ('--pretrain-steps', args.pretrain_steps)):
+        if n < 2: p.error(f'{flag} must be 2 or more, got {n}')
+    from vlsa.data import DataError
+    from vlsa.demo import demo
+    logging.basicConfig(level=logging.WARNING, format='%(message)s')
+    try: demo(args.out, args.manifest, args.steps, args.pretrain_steps, query=args.query)
+    except (FileNotFoundError, ValueError) as e: return fail('demo', e)
+    except DataError as e: return fail('demo', e, f'{args.manifest}: {e}' if args.manifest else None)
     return 0
 
 # %% ../nbs/90_cli.ipynb #84328872
