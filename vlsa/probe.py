@@ -130,16 +130,11 @@ def embedding_probe(model, cfg:Config, fit_split:str='train', test_split:str='va
                     modalities=('video', 'audio')) -> dict:
     """attribute -> {modality: accuracy of `ridge_probe` from that modality's global embedding, 'chance': the commonest
     class}, over the one-object clips of the two splits (fit on the first, scored on the second)."""
-    from vlsa.retrieval import embed_dataset
-    from vlsa.train import eval_loader, stage_data
+    from vlsa.train import embed_split, stage_data
     cfg, records, cache = stage_data(cfg, 'finetune')
     data = {}
     for split in (fit_split, test_split):
-        loader = eval_loader(cfg, records, cache, split)
-        emb, _ = embed_dataset(model, loader, device=next(model.parameters()).device, progress=False)
-        bad = {b.id for b in loader.bad}                                # clips the loader skipped (data.on_error='skip')
-        metas = [r.meta for r in records if r.split == split and r.id not in bad]   # embed_dataset keeps the split's order
-        if len(metas) != len(emb['video']): raise RuntimeError(f'{split}: {len(emb["video"])} embeddings for {len(metas)} clips')
+        emb, _, metas = embed_split(model, cfg, records, cache, split)
         keep = [i for i, m in enumerate(metas) if len(m.get('objects', ())) == 1]
         if not keep: raise ValueError(f"{cfg.data.manifest}: no one-object clip in split '{split}'")
         data[split] = ({m: emb[m][keep].float().numpy() for m in modalities}, [metas[i]['objects'][0] for i in keep])

@@ -15,7 +15,7 @@ from .experiments import VARIANT_LABELS, VARIANTS, Profile, load_eval, read_log,
 # %% auto #0
 __all__ = ['PAPER', 'REPORTED', 'CEILING_VIEWS', 'PAPER_ORDER', 'MATCH_PRIOR_BCE', 'our_row', 'chance_row', 'ceiling_row',
            'paper_row', 'seeds_said', 'fmt', 'markdown_table', 'write_table', 'ordering', 'verdict', 'verdicts',
-           'ablation_frame', 'ablation_chart', 'training_figure', 'control_figure']
+           'save_figure', 'ablation_frame', 'ablation_chart', 'training_figure', 'control_figure']
 
 # %% ../nbs/51_tables.ipynb #fee15139
 PAPER = {
@@ -126,6 +126,14 @@ def verdicts(stats:dict[str, tuple]) -> dict[str, str]:
     "Every pair of the paper's order (both > gam > lpmm > neither), judged by `verdict` on variant -> (mean, sd, n)."
     return {f'{a} > {b}': verdict(stats[a], stats[b]) for i, a in enumerate(PAPER_ORDER) for b in PAPER_ORDER[i + 1:]}
 
+# %% ../nbs/51_tables.ipynb #a66fa839
+def save_figure(fig, path=None, dpi:int=100):
+    "Write `fig` to `path` (its folder made) with no version stamp, so that the same figure gives the same bytes every run; returns `fig`."
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, metadata={'Software': None})
+    return fig
+
 # %% ../nbs/51_tables.ipynb #15118742
 def ablation_frame(P:Profile, ks=('R@1', 'R@5', 'R@10')) -> pd.DataFrame:
     "Long form: one row per (source, direction, variant, metric, seed), ours per seed, the paper's once."
@@ -154,10 +162,7 @@ def ablation_chart(frame:pd.DataFrame, path=None):
             if (i, j) != (0, 1): axes[i, j].get_legend().remove()
     fig.suptitle('Table 5: ablation of LPMM and GAM (fine-tuned retrieval)')
     fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, metadata={'Software': None})   # no version stamp: the same bytes every run
-    return fig
+    return save_figure(fig, path, 110)
 
 # %% ../nbs/51_tables.ipynb #8a2e27a9
 MATCH_PRIOR_BCE = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)   # a matching head that learned only that 1 pair in 3 matches
@@ -183,10 +188,7 @@ def training_figure(log_path, batch:int, path=None, title:str=''):
         if chance is not None: ax.axhline(chance, color='grey', ls='--', lw=1, label=f'chance ({label})')
         ax.set(title=name, xlabel='step'); ax.legend(fontsize=7)
     fig.suptitle(title or str(Path(log_path).parent.name)); fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, metadata={'Software': None})   # no version stamp: the same bytes every run
-    return fig
+    return save_figure(fig, path, 100)
 
 # %% ../nbs/51_tables.ipynb #62f3c352
 def control_figure(runs:dict, batch:int, path=None, term:str='gam_audio_video_nce'):
@@ -201,7 +203,4 @@ def control_figure(runs:dict, batch:int, path=None, term:str='gam_audio_video_nc
     ax.axhline(math.log(batch), color='grey', ls='--', lw=1, label=f'chance (ln {batch})')
     ax.set(xlabel='pre-training step', ylabel=term.replace('gam_', '').replace('_', ' '), title='GAM on linked and unlinked data')
     ax.legend(fontsize=8); fig.tight_layout()
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, metadata={'Software': None})
-    return fig
+    return save_figure(fig, path, 100)

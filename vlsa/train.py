@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'STAGE_DATA', 'dist_info', 'pick_device', 'GlobalBatchSampler', 'warmup_cosine', 'no_weight_decay',
            'param_groups', 'native_bf16', 'resolve_precision', 'make_optimizer', 'stage_data', 'spec_stats',
-           'eval_loader', 'evaluate_model', 'config_changes', 'claim_run_dir', 'run_path', 'Stage', 'build_stage',
-           'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints', 'drop_rows_after', 'pretrain',
-           'finetune', 'evaluate_run']
+           'eval_loader', 'evaluate_model', 'embed_split', 'config_changes', 'claim_run_dir', 'run_path', 'Stage',
+           'build_stage', 'optimizer_step', 'train_steps', 'finish_stage', 'run', 'prune_checkpoints',
+           'drop_rows_after', 'pretrain', 'finetune', 'evaluate_run']
 
 # %% ../nbs/30_train.ipynb #35db8028
 def dist_info() -> tuple[int, int, int]:
@@ -154,6 +154,17 @@ def evaluate_model(model:VLSA, cfg:Config, records, cache, split:str, device=Non
                      totals={'texts': e.texts, 'clips': e.clips} if scored else None)
     table.attrs['protocol'] = e.protocol if scored else ''
     return table
+
+def embed_split(model:VLSA, cfg:Config, records, cache, split:str) -> tuple[dict, list[list[int]], list[dict]]:
+    """The global embeddings of a split ('video', 'audio': (N, D), 'text': (M, D), as `embed_dataset` gives them), each
+    clip's caption rows and each clip's metadata, in the split's order; clips the loader skipped are in none of them."""
+    from vlsa.retrieval import embed_dataset
+    loader = eval_loader(cfg, records, cache, split)
+    emb, captions_of = embed_dataset(model, loader, device=next(model.parameters()).device, progress=False)
+    bad = {b.id for b in loader.bad}                                   # data.on_error='skip'
+    metas = [r.meta for r in records if r.split == split and r.id not in bad]   # embed_dataset keeps the split's order
+    if len(metas) != len(emb['video']): raise RuntimeError(f'{split}: {len(emb["video"])} embeddings for {len(metas)} clips')
+    return emb, captions_of, metas
 
 # %% ../nbs/30_train.ipynb #257ed4ba
 class _Stop:
