@@ -10,7 +10,7 @@ PROFILE ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED ?= 0
 
-.PHONY: help install export clean check readme test lab demo reproduce reproduce-all reproduce-tables reproduce-benchmark data bench cost
+.PHONY: help install export clean check readme test lab demo docs docs-check reproduce reproduce-all reproduce-tables reproduce-benchmark data bench cost
 
 help: ## list the targets, one line each
 	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,19 @@ test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), th
 
 demo: $(STAMP) ## a first run in about 3 minutes: small SyncBench, pre-train, fine-tune, test recalls, search (into results/demo)
 	$(BIN)/vlsa demo
+
+# The site is rendered by tools/build_docs.py (nbconvert + MathJax), not by Quarto: the quarto-cli package on PyPI
+# downloads its binary from GitHub while it builds, which a machine that reaches only the package registries cannot
+MATHJAX := build/docs-js/node_modules/mathjax/es5
+docs: $(STAMP) ## the documentation site, from the notebooks, results and data cards, into _docs/ (MathJax 3 from npm)
+	@test -f $(MATHJAX)/tex-chtml.js || npm install --silent --no-audit --no-fund --prefix build/docs-js mathjax@3.2.2
+	$(BIN)/python tools/build_docs.py --out _docs --mathjax $(MATHJAX)
+
+docs-check: docs ## build the site, then open it in headless Chromium: a figure and a rendered equation (screenshots in _docs/screenshots/)
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (apt, needs root)"; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet playwright==1.65.2
+	VLSA_DOCS_CHECK=1 $(BIN)/python -m pytest -q tests/test_docs_site.py
 
 lab: $(STAMP) ## JupyterLab on nbs/ with the vlsa kernel
 	$(BIN)/jupyter lab --notebook-dir=nbs
