@@ -86,7 +86,8 @@ def markdown_html(path:Path) -> tuple[str, str]:
     return title_of(text, path.stem), markdown2html_mistune(text)
 
 # ---- the API reference, from nbdev's index of exported names ---------------------------------------------------------
-def api_html() -> str:
+def api_html(page_of_doc:dict[str, str]) -> str:
+    "`page_of_doc`: nbdev's page name of a notebook (its name without the number, as `_modidx` gives it) -> our page."
     sys.path.insert(0, str(ROOT))
     from vlsa._modidx import d
     parts = ['<h1>API reference</h1><p>Every name the package exports, with its signature and docstring, and the notebook '
@@ -104,10 +105,11 @@ def api_html() -> str:
             try: sig = str(inspect.signature(obj)) if callable(obj) else ''
             except (TypeError, ValueError): sig = ''
             doc = inspect.getdoc(obj) if (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)) else ''
-            nb_page, _, anchor = where.partition('#')
-            link = nb_page.replace('.ipynb', '.html')
+            doc_page = where.partition('#')[0]                         # 'losses.html': nbdev drops the notebook's number
+            page = page_of_doc.get(doc_page.removesuffix('.html'))
+            source = f'<a href="{page}">{html.escape(page.removesuffix(".html"))}</a>' if page else html.escape(doc_page)
             parts.append(f'<div class="api-item" id="{html.escape(name)}"><code class="sig">{html.escape(short)}'
-                         f'{html.escape(sig)}</code> <span class="source">(<a href="{link}">{html.escape(nb_page)}</a>)</span>'
+                         f'{html.escape(sig)}</code> <span class="source">({source})</span>'
                          + (f'<pre class="doc">{html.escape(doc)}</pre>' if doc else '') + '</div>')
     return '\n'.join(parts)
 
@@ -151,14 +153,15 @@ def build(out:Path, mathjax:Path|None=None, only:list[str]|None=None) -> list[Pa
     rendered = {}
     for site, src, section in todo:
         rendered[site] = (notebook_html if src.suffix == '.ipynb' else markdown_html)(src)
-    rendered['api.html'] = ('API reference', api_html())
+    page_of_doc = {re.sub(r'^\d+_', '', src.stem): site for site, src, _ in todo if src.suffix == '.ipynb'}
+    rendered['api.html'] = ('API reference', api_html(page_of_doc))   # its links are site pages already
     nav = {}
     for site, src, section in todo: nav.setdefault(section, []).append((site, rendered[site][0]))
     nav = list(nav.items()) + [('Reference', [('api.html', 'API reference')])]
     written = []
     for site, (title, body) in rendered.items():
-        src = next((s for p, s, _ in todo if p == site), ROOT / 'nbs' / 'index.ipynb')
-        body = fix_links(body, site, src, page_of, git_url)
+        src = next((s for p, s, _ in todo if p == site), None)
+        if src is not None: body = fix_links(body, site, src, page_of, git_url)
         (out / site).parent.mkdir(parents=True, exist_ok=True)
         (out / site).write_text(layout(title, body, site, nav, mathjax is not None))
         written.append(out / site)
