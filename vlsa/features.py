@@ -16,8 +16,8 @@ from .config import AudioConfig, TextConfig
 # %% auto #0
 __all__ = ['EPS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'CROP_RATIO', 'VOCAB_FILE', 'log_freq_centres', 'log_freq_edges',
            'log_freq_matrix', 'area_matrix', 'stft_magnitude', 'log_freq_spectrogram', 'window_spectrogram',
-           'spectrogram_times', 'normalize_spectrogram', 'resize_short_side', 'video_transform', 'get_tokenizer',
-           'tokenize']
+           'spectrogram_times', 'normalize_spectrogram', 'resize_short_side', 'video_transform', 'video_image',
+           'get_tokenizer', 'tokenize']
 
 # %% ../nbs/02_features.ipynb #02a48062
 EPS = 1e-6
@@ -125,6 +125,12 @@ def video_transform(frames, size:int, train:bool=False, generator:torch.Generato
     x = x[..., top:top + size, left:left + size]
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
     return (x - mean) / std
+
+# %% ../nbs/02_features.ipynb #c876870b
+def video_image(video:torch.Tensor) -> torch.Tensor:
+    "(..., 3, H, W) normalized frames -> (..., H, W, 3) in [0, 1], to draw: the inverse of `video_transform`'s normalization."
+    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    return (video * std + mean).clamp(0, 1).movedim(-3, -1)
 
 # %% ../nbs/02_features.ipynb #db978b03
 VOCAB_FILE = 'bert-base-uncased-vocab.txt'
