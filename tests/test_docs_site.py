@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location('build_docs', ROOT / 'tools' / 'build_docs.py')
 build_docs = importlib.util.module_from_spec(spec); spec.loader.exec_module(build_docs)
 COMPONENT = '13_losses.html'   # a component page whose notebook stores a figure and states its equations
+COMPONENTS = ('10_embedders', '11_masking', '12_model', '13_losses', '15_objectives', '20_retrieval', '30_train')
 
 def test_a_quick_build_links_every_page_and_keeps_the_equations_for_mathjax(tmp_path):
     written = build_docs.build(tmp_path, only=['index.html', COMPONENT, 'results/index.html'])
@@ -48,4 +49,11 @@ def test_the_site_shows_a_figure_and_a_rendered_equation_in_chromium():
         assert loaded >= 1, 'no figure was drawn'
         page.locator('main img').first.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / 'component.png'), full_page=False)
+        for name in COMPONENTS:                                          # every component page: its equations typeset, its figures drawn
+            page.goto((SITE / f'{name}.html').as_uri())
+            page.wait_for_selector('mjx-container[display="true"]', timeout=30_000)
+            assert not page.locator('mjx-merror').count(), f'{name}: MathJax reported a TeX error'
+            assert page.eval_on_selector_all('main img', 'els => els.filter(e => e.complete && e.naturalWidth > 100).length') >= 1, name
+        page.locator('main img').last.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / 'training.png'), full_page=False)   # the last page's last figure: a real run's curves
         browser.close()
