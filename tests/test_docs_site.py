@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location('build_docs', ROOT / 'tools' / 'build_docs.py')
 build_docs = importlib.util.module_from_spec(spec); spec.loader.exec_module(build_docs)
 COMPONENT = '13_losses.html'   # a component page whose notebook stores a figure and states its equations
-COMPONENTS = ('10_embedders', '11_masking', '12_model', '13_losses', '15_objectives', '20_retrieval', '30_train')
+from test_notebook_figures import COMPONENTS   # the component notebooks, each with its equations and figures
 
 def test_a_quick_build_links_every_page_and_keeps_the_equations_for_mathjax(tmp_path):
     written = build_docs.build(tmp_path, only=['index.html', COMPONENT, 'results/index.html'])

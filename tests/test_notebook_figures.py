@@ -8,7 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = ('10_embedders', '11_masking', '12_model', '13_losses', '15_objectives', '20_retrieval', '30_train')
-MAX_PNG = 100 * 1024   # a stored figure stays small enough to read on GitHub and to keep the repository light
+spec = importlib.util.spec_from_file_location('figure_outputs', ROOT / 'tools' / 'figure_outputs.py')
+tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)   # the tool that draws the stored figures
 
 
 def source(cell) -> str: return ''.join(cell['source']) if isinstance(cell['source'], list) else cell['source']
@@ -33,17 +34,10 @@ def test_a_component_notebook_opens_with_the_papers_equations_and_stores_a_small
     assert '2405.07202' in text, f'{name}: the opening does not name the paper'
     figures = pngs(nb)
     assert figures, f'{name}: no stored figure'
-    assert all(len(p) <= MAX_PNG for p in figures), f'{name}: a figure of {max(map(len, figures)) // 1024} KB'
+    assert all(len(p) <= tool.MAX_PNG for p in figures), f'{name}: a figure of {max(map(len, figures)) // 1024} KB'
 
 
-@pytest.fixture(scope='module')
-def tool():
-    spec = importlib.util.spec_from_file_location('figure_outputs', ROOT / 'tools' / 'figure_outputs.py')
-    module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
-    return module
-
-
-def test_figure_outputs_keeps_the_figures_and_drops_every_other_output(tool, tmp_path):
+def test_figure_outputs_keeps_the_figures_and_drops_every_other_output(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("print('a test prints this')\nx = 3"),
         nbformat.v4.new_code_cell("#| eval: false\nimport sys, matplotlib.pyplot as plt\nprint('a warning', file=sys.stderr)\n"
@@ -63,7 +57,7 @@ def test_figure_outputs_keeps_the_figures_and_drops_every_other_output(tool, tmp
     assert path.read_bytes() == first                                    # the same figure, byte for byte
 
 
-def test_figure_outputs_refuses_a_large_figure_and_names_a_missing_notebook(tool, tmp_path):
+def test_figure_outputs_refuses_a_large_figure_and_names_a_missing_notebook(tmp_path):
     path = tmp_path / 'big.ipynb'
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import numpy as np, matplotlib.pyplot as plt\nplt.figure(figsize=(12, 12), dpi=100)\n"

@@ -103,6 +103,10 @@ def normalize_spectrogram(spec:torch.Tensor, mean:float, std:float) -> torch.Ten
 # %% ../nbs/02_features.ipynb #c192e57e
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+def _imagenet_stats() -> tuple[torch.Tensor, torch.Tensor]:
+    "ImageNet's channel mean and std as (3, 1, 1) tensors, to broadcast over (..., 3, H, W) frames."
+    return torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+
 CROP_RATIO = 0.875   # the crop's side over the resized short side: ImageNet's evaluation transform
 
 def resize_short_side(x:torch.Tensor, short:int) -> torch.Tensor:
@@ -123,13 +127,13 @@ def video_transform(frames, size:int, train:bool=False, generator:torch.Generato
     else:
         top, left = (nh - size) // 2, (nw - size) // 2
     x = x[..., top:top + size, left:left + size]
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    mean, std = _imagenet_stats()
     return (x - mean) / std
 
 # %% ../nbs/02_features.ipynb #c876870b
 def video_image(video:torch.Tensor) -> torch.Tensor:
     "(..., 3, H, W) normalized frames -> (..., H, W, 3) in [0, 1], to draw: the inverse of `video_transform`'s normalization."
-    mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None], torch.tensor(IMAGENET_STD)[:, None, None]
+    mean, std = _imagenet_stats()
     return (video * std + mean).clamp(0, 1).movedim(-3, -1)
 
 # %% ../nbs/02_features.ipynb #db978b03
