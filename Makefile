@@ -179,3 +179,4 @@ bench: $(STAMP) ## run the benchmarks (minutes), figures to results/bench/*.json
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/model.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/attention.py

@@ -16,12 +16,26 @@ from .pretrained import HubMixin
 from .masking import Masking, frame_masking, gather_visible, random_masking
 
 # %% auto #0
-__all__ = ['Attention', 'Block', 'Transformer', 'sharing', 'Decoder', 'DecoderPositions', 'init_weights', 'VLSA',
-           'count_parameters']
+__all__ = ['written_attention', 'writes_attention_out', 'Attention', 'Block', 'Transformer', 'sharing', 'Decoder',
+           'DecoderPositions', 'init_weights', 'VLSA', 'count_parameters']
 
 # %% ../nbs/12_model.ipynb #0732273d
+def written_attention(q:torch.Tensor, k:torch.Tensor, v:torch.Tensor, keep:torch.Tensor|None=None,
+                      dropout:float=0.0) -> torch.Tensor:
+    "softmax(q k^T / sqrt(d)) v, written out: q, k, v (B, H, S, d); keep (B, S) True for keys that may be attended to."
+    att = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)                                       # (B, H, S, S)
+    if keep is not None: att = att.masked_fill(~keep[:, None, None, :], torch.finfo(att.dtype).min)
+    return F.dropout(att.softmax(-1), dropout, dropout > 0) @ v                                 # softmax in fp32 under autocast
+
+def writes_attention_out(q:torch.Tensor) -> bool:
+    "Whether `Attention` writes the attention out for these queries: in bf16 (autocast) on a CPU, where it is faster."
+    return q.device.type == 'cpu' and q.dtype == torch.bfloat16
+
 class Attention(nn.Module):
-    "Multi-head self-attention through `F.scaled_dot_product_attention`, with an optional key-padding mask."
+    """Multi-head self-attention with an optional key-padding mask: `F.scaled_dot_product_attention`'s fused kernels,
+    except in bf16 on a CPU. There the fused kernel's backward is slow for sequences this short (42 % of a fine-tuning
+    step), and `written_attention` makes a step about 1.6x faster; in fp32 the fused kernel is as fast
+    (`make bench`: `results/bench/attention.json`)."""
     def __init__(self, width:int, heads:int, dropout:float=0.0):
         super().__init__()
         self.heads, self.dropout = heads, dropout
@@ -31,8 +45,9 @@ class Attention(nn.Module):
         "x (B, S, D); keep (B, S) True for keys that may be attended to."
         b, s, d = x.shape
         q, k, v = self.qkv(x).reshape(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, S, d)
-        mask = None if keep is None else keep[:, None, None, :]                                      # (B, 1, 1, S)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        p = self.dropout if self.training else 0.0
+        if writes_attention_out(q): x = written_attention(q, k, v, keep, p)
+        else: x = F.scaled_dot_product_attention(q, k, v, attn_mask=None if keep is None else keep[:, None, None, :], dropout_p=p)
         return self.proj(x.transpose(1, 2).reshape(b, s, d))
 
 class Block(nn.Module):
