@@ -19,12 +19,8 @@ from train import batch_of, text_lengths
 
 def profile_config(stage: str):
     "The cpu profile's configuration of the full model for `stage`."
-    import yaml
-    from vlsa.experiments import make_profile
-    y = yaml.safe_load((ROOT / 'configs' / 'cpu.yaml').read_text())
-    keys = ('preset', 'synth', 'manifest', 'cache_dir', 'runs', 'results', 'seeds', 'pretrain_seeds', 'settings',
-            'pretrain_settings', 'finetune_settings', 'finetune_only', 'control_steps')
-    return make_profile(name=y['profile'], **{k: y[k] for k in keys if k in y}).config('both', 0, stage)
+    from vlsa.report import load_profile
+    return load_profile(ROOT / 'configs' / 'cpu.yaml').config('both', 0, stage)
 
 
 def stepper(stage: str, precision: str, lengths):
