@@ -24,3 +24,15 @@ def test_train_benchmark_reads_real_text_lengths():
     lengths = one('lengths')
     assert set(lengths) == {'pretrain', 'finetune'} and len(lengths['pretrain']) == 64
     assert 3 <= min(lengths['pretrain']) and max(lengths['finetune']) <= 32   # [CLS] word [SEP] at least; tiny's max_len
+
+
+def test_attention_benchmark_times_both_forms_and_they_agree(tmp_path):
+    out = subprocess.run([sys.executable, 'bench/attention.py', '--rounds', '1', '--steps', '1', '--out', str(tmp_path / 'a.json')],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / 'a.json').read_text())
+    rows = report['rows']
+    assert {r['stage'] for r in rows} == {'pretrain', 'finetune'} and 'fp32' in {r['precision'] for r in rows}
+    for r in rows:
+        assert set(r['seconds_per_step']) == {'written out', 'fused (torch SDPA)'} and r['speedup_written_over_fused'] > 0
+        assert r['first_step_loss_difference'] < 1e-2 * r['first_step_loss']['fused (torch SDPA)']   # the same step, bf16 rounding aside
