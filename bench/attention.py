@@ -24,7 +24,7 @@ def profile_config(stage: str):
 
 
 def stepper(stage: str, precision: str, lengths):
-    "A function that runs one training step and returns its loss, and a fresh copy of the starting state."
+    "Two functions on one model: `step()` trains one step; `first_loss(form)` is the loss from the starting weights."
     from vlsa import train as T
     from vlsa.config import seed_everything
     from vlsa.model import VLSA
@@ -36,28 +36,26 @@ def stepper(stage: str, precision: str, lengths):
     start = copy.deepcopy(net.state_dict())
     opt = T.make_optimizer(net, tc, torch.device('cpu'))
     batch = batch_of(cfg, lengths)
+    autocast = lambda: torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16')
 
-    def step(gen_seed=1):
-        gen = torch.Generator().manual_seed(gen_seed)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
-            terms = net(batch, gen)
+    def step():
+        with autocast():
+            terms = net(batch, torch.Generator().manual_seed(1))
             terms['loss'].backward()
-        loss = float(terms['loss'].detach())
+        float(terms['loss'].detach())                                   # the loop logs the loss: it waits for it
         torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
         opt.step(); opt.zero_grad(set_to_none=True)
-        return loss
 
     def first_loss(form):
-        "The loss of one step from the starting weights (nothing is updated)."
+        "The loss of one step from the starting weights, in `form` (nothing is updated)."
         use(form); net.load_state_dict(start)
-        gen = torch.Generator().manual_seed(1)
-        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
-            return float(net(batch, gen)['loss'])
+        with torch.no_grad(), autocast():
+            return float(net(batch, torch.Generator().manual_seed(1))['loss'])
     return step, first_loss
 
 
 def use(form: str):
-    "Make every Attention take `form` ('written out' or 'fused'), whatever the precision."
+    "Make every Attention take `form` ('written out', or else the fused kernel), whatever the precision."
     import vlsa.model as M
     M.writes_attention_out = lambda q: form == 'written out'
 

@@ -34,7 +34,7 @@ def writes_attention_out(q:torch.Tensor) -> bool:
 class Attention(nn.Module):
     """Multi-head self-attention with an optional key-padding mask: `F.scaled_dot_product_attention`'s fused kernels,
     except in bf16 on a CPU. There the fused kernel's backward is slow for sequences this short (42 % of a fine-tuning
-    step), and `written_attention` makes a step about 1.6x faster; in fp32 the fused kernel is as fast
+    step), and `written_attention` makes a step 1.75-1.9x faster; in fp32 the fused kernel is as fast
     (`make bench`: `results/bench/attention.json`)."""
     def __init__(self, width:int, heads:int, dropout:float=0.0):
         super().__init__()
