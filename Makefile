@@ -18,7 +18,11 @@ help: ## list the targets, one line each
 install: $(STAMP) ## create .venv (Python 3.11), install the pinned stack and vlsa (editable), register the `vlsa` kernel
 
 # Reinstalls only when the pins or the packaging change: a second `make install` takes seconds.
+# A new .venv takes about 7.6 GB (torch's CUDA build): with less free, say so now, not as pip's OSError minutes later.
+INSTALL_GB ?= 8
 $(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); test "$$free" -ge $(INSTALL_GB) || \
+	  { echo "make install: $(CURDIR) has $$free GB free; a new .venv needs about $(INSTALL_GB) GB (torch's CUDA build)" >&2; exit 2; }; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -25,6 +25,14 @@ def test_install_is_up_to_date_after_install():
     assert run(['make', '-q', 'install']).returncode == 0
 
 
+def test_install_without_the_disk_space_stops_at_once_and_says_so(tmp_path):
+    # a fresh folder: no .venv yet, so the check runs; no disk has 10^6 GB free
+    for f in ('Makefile', 'settings.ini', 'setup.py'): shutil.copy(ROOT / f, tmp_path / f)
+    r = run(['make', 'install', 'INSTALL_GB=1000000'], cwd=tmp_path)
+    assert r.returncode != 0 and f'make install: {tmp_path} has' in r.stderr and 'GB free' in r.stderr, r.stderr
+    assert not (tmp_path / '.venv').exists()
+
+
 def test_console_script_lists_subcommands_and_rejects_unknown():
     r = run(['vlsa', '--help'])
     assert r.returncode == 0 and 'config' in r.stdout and 'info' in r.stdout
