@@ -4,6 +4,7 @@ import dataclasses, json, os, re, subprocess, sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from vlsa.experiments import Profile, SMOKE_MODEL, SMOKE_STAGE, train_variant
@@ -12,12 +13,15 @@ from vlsa.synth import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# `make -j2` runs two notebooks at once: half the cores each, or their torch threads wait on each other
+J2_THREADS = max(1, (os.cpu_count() or 2) // 2)
 TABLES = ['tab2_text_video', 'tab3_text_audio', 'tab4_r1', 'tab4_all_directions', 'tab5_ablation', 'tab5_probe', 'control',
           'search_check']
 
 
 def make(*args, timeout=600):
     env = {**os.environ, 'PATH': f'{BIN}{os.pathsep}{os.environ["PATH"]}'}
+    if '-j2' in args: env['OMP_NUM_THREADS'] = str(J2_THREADS)
     r = subprocess.run(['make', '--no-print-directory', *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r.stdout
@@ -73,12 +77,17 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
         assert (res / 'tables' / f'tab3_text_audio.{ext}').read_bytes() == before, f'tab3_text_audio.{ext} changed'
 
     # the same seed gives the same runs: the full model trained again, here and not in a notebook, into other folders
+    # with as many torch threads as the notebooks had: a CPU splits its sums by thread, so bytes need the same count
     P = dataclasses.replace(load_profile(a), runs=str(root / 'b' / 'runs'), results=str(root / 'b' / 'results'))
-    for stage in ('pretrain', 'finetune'):
-        again = train_variant(P, 'both', 0, stage, progress=False)
-        first = root / 'a' / 'runs' / again.name
-        for f in ('eval-test.json', 'checkpoints/final/model.safetensors'):
-            assert (first / f).read_bytes() == (again / f).read_bytes(), f'{again.name}/{f} differs between two runs'
+    threads = torch.get_num_threads()
+    torch.set_num_threads(J2_THREADS)
+    try:
+        for stage in ('pretrain', 'finetune'):
+            again = train_variant(P, 'both', 0, stage, progress=False)
+            first = root / 'a' / 'runs' / again.name
+            for f in ('eval-test.json', 'checkpoints/final/model.safetensors'):
+                assert (first / f).read_bytes() == (again / f).read_bytes(), f'{again.name}/{f} differs between two runs'
+    finally: torch.set_num_threads(threads)
 
 
 def test_shipped_profiles_resolve_and_keep_the_paper_settings_for_gpu():
