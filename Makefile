@@ -22,8 +22,8 @@ install: $(STAMP) ## create .venv (Python 3.11), install the pinned stack and vl
 INSTALL_GB ?= 8
 $(STAMP): settings.ini setup.py
 	@test -x $(BIN)/python || { free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); test "$$free" -ge $(INSTALL_GB) || \
-	  { echo "make install: $(CURDIR) has $$free GB free; a new .venv needs about $(INSTALL_GB) GB (torch's CUDA build)" >&2; exit 2; }; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	  { echo "make install: $(CURDIR) has $$free GB free; a new .venv needs about $(INSTALL_GB) GB (torch's CUDA build)" >&2; exit 2; }; \
+	  $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name vlsa --display-name 'Python (vlsa)' >/dev/null

@@ -77,7 +77,7 @@ def test_reproduce_builds_everything_then_nothing_then_only_what_was_deleted(smo
         assert (res / 'tables' / f'tab3_text_audio.{ext}').read_bytes() == before, f'tab3_text_audio.{ext} changed'
 
     # the same seed gives the same runs: the full model trained again, here and not in a notebook, into other folders
-    # with as many torch threads as the notebooks had: a CPU splits its sums by thread, so bytes need the same count
+    # with as many torch threads as the notebooks had: bytes need the same thread count (configs/README.md)
     P = dataclasses.replace(load_profile(a), runs=str(root / 'b' / 'runs'), results=str(root / 'b' / 'results'))
     threads = torch.get_num_threads()
     torch.set_num_threads(J2_THREADS)
