@@ -47,7 +47,8 @@ test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), th
 	$(MAKE) --no-print-directory check
 	@# half the cores per worker: two workers with a torch thread per core each wait on each other (2 cores: 225 s against 109 s)
 	OMP_NUM_THREADS=$$(( $$(nproc) > 1 ? $$(nproc) / 2 : 1 )) $(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/python -m pytest -q --durations=15 tests
+	@# two workers, a test file each (its module fixtures are built once), half the cores each as above
+	OMP_NUM_THREADS=$$(( $$(nproc) > 1 ? $$(nproc) / 2 : 1 )) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 demo: $(STAMP) ## a first run in about 3 minutes: small SyncBench, pre-train, fine-tune, test recalls, search (into results/demo)
 	$(BIN)/vlsa demo
@@ -111,7 +112,7 @@ EXECUTED   := $(RESULTS)/executed
 # installed; `make reproduce` installs it first, then starts a new make (reproduce-tables) that reads them.
 MAKE_VARS  := $(VENV)/make-vars.mk
 ifneq ($(wildcard $(STAMP)),)
-$(shell $(BIN)/vlsa report --make-vars > $(MAKE_VARS).tmp 2>/dev/null && mv $(MAKE_VARS).tmp $(MAKE_VARS))
+$(shell $(BIN)/vlsa report --make-vars > $(MAKE_VARS).$$$$ 2>/dev/null && mv $(MAKE_VARS).$$$$ $(MAKE_VARS))
 -include $(MAKE_VARS)
 endif
 PRE_RUNS   := $(foreach v,$(PRETRAINED),$(foreach s,$(PRESEEDS),$(RUNS)/$(v)-s$(s)/eval-test.json))
