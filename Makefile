@@ -45,10 +45,14 @@ check: $(STAMP) ## fail, naming the files, if nbdev_clean, nbdev_export or the R
 
 test: $(STAMP) ## install if needed, then check, then nbdev_test (2 workers), then pytest
 	$(MAKE) --no-print-directory check
-	@# half the cores per worker: two workers with a torch thread per core each wait on each other (2 cores: 225 s against 109 s)
-	OMP_NUM_THREADS=$$(( $$(nproc) > 1 ? $$(nproc) / 2 : 1 )) $(BIN)/nbdev_test --n_workers 2 --timing
-	@# two workers, a test file each (its module fixtures are built once), half the cores each as above
-	OMP_NUM_THREADS=$$(( $$(nproc) > 1 ? $$(nproc) / 2 : 1 )) $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	@# half the cores per worker: two workers with a torch thread per core each wait on each other (2 cores: 225 s against 109 s).
+	@# pytest: two workers too, a test file each (its module fixtures are built once).
+	@# Every temporary folder of the notebooks and tests (smoke runs, generated clips: about 2 GB a run) goes into one,
+	@# removed when everything passes and kept, with its name printed, when something fails.
+	@tmp=$$(mktemp -d -t vlsa-test-XXXXXX) && export TMPDIR=$$tmp OMP_NUM_THREADS=$$(( $$(nproc) > 1 ? $$(nproc) / 2 : 1 )) && \
+	  echo "TMPDIR=$$tmp OMP_NUM_THREADS=$$OMP_NUM_THREADS: nbdev_test --n_workers 2, then pytest -n 2 --dist loadfile" && \
+	  $(BIN)/nbdev_test --n_workers 2 --timing && $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests; \
+	  rc=$$?; if [ $$rc -eq 0 ]; then rm -rf "$$tmp"; else echo "make test: failed; its temporary files are in $$tmp" >&2; fi; exit $$rc
 
 demo: $(STAMP) ## a first run in about 3 minutes: small SyncBench, pre-train, fine-tune, test recalls, search (into results/demo)
 	$(BIN)/vlsa demo
