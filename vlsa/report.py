@@ -237,7 +237,7 @@ def study_reading(P:Profile) -> list[str]:
     """Each study whose table and runs exist: the paper's claim and ours, judged (`vlsa.studies.claim_lines`);
     Figure 5's AUCs, from its table. A clone has the tables but not the runs (git-ignored): nothing is said then."""
     import pandas as pd
-    from vlsa.studies import STUDIES, auc_claims, claim_lines
+    from vlsa.studies import FIG5_SAID, STUDIES, auc_claims, claim_lines
     res, out = Path(P.results) / 'tables', []
     done = lambda v: all((P.run_dir(v, s, 'finetune') / 'eval-test.json').exists() for s in P.seeds)
     for s in STUDIES.values():
@@ -249,8 +249,8 @@ def study_reading(P:Profile) -> list[str]:
         out += ['**Figure 5** ([`tables/fig5_tsne.md`](tables/fig5_tsne.md)): the chance that a matching video-caption pair '
                 'has a higher cosine than a non-matching one (AUC; 0.5 is chance): '
                 + '; '.join(f"{r['model']}, {r['stage']} {fmt(r['AUC'], r.get('AUC sd', float('nan')), 3)}"
-                            for r in t.to_dict('records')) + '. The paper reads from its map that GAM keeps the two further '
-                'apart than VTM. Ours:', '', *[f'- {l}' for l in auc_claims(t.to_dict('records'))], '']
+                            for r in t.to_dict('records')) + f'. The paper reads from its map that {FIG5_SAID}. Ours:', '',
+                *[f'- {l}' for l in auc_claims(t.to_dict('records'))], '']
     return out
 
 def readme(P:Profile, config_file:str, date:str|None=None, commit:str|None=None) -> str:

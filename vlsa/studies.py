@@ -4,6 +4,7 @@
 
 # %% ../nbs/55_studies.ipynb #c1ae94c0
 from __future__ import annotations
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -12,8 +13,8 @@ from .experiments import SHARING_LABELS, STUDY_VARIANTS, Profile, load_eval, see
 from .tables import chance_row, our_row, paper_row, save_figure, seeds_said, verdict, write_table
 
 # %% auto #0
-__all__ = ['STUDIES', 'K', 'Study', 'study_rows', 'study_stats', 'claim_lines', 'auc_claims', 'parameters_said', 'study_frame',
-           'study_chart', 'write_study']
+__all__ = ['STUDIES', 'K', 'FIG5_SAID', 'Study', 'study_rows', 'study_stats', 'claim_lines', 'auc_claims', 'parameters_said',
+           'study_frame', 'study_chart', 'write_study']
 
 # %% ../nbs/55_studies.ipynb #f4e8b32a
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def claim_lines(P:Profile, study:Study, directions=('T->V', 'T->A'), stage:str='
     return out
 
 # %% ../nbs/55_studies.ipynb #5e2c9f41
+FIG5_SAID = 'GAM keeps matching and non-matching pairs further apart than VTM'   # the paper's reading of its map
+
 def auc_claims(rows:list[dict], better:str='GAM', worse:str='VTM') -> list[str]:
     "One line per stage of Figure 5's table (rows of model, stage, AUC, AUC sd): `better` > `worse`, judged by `verdict`."
     at = {(r['model'], r['stage']): (float(r['AUC']), float(r.get('AUC sd', 'nan')), 0) for r in rows}
@@ -89,7 +92,7 @@ def auc_claims(rows:list[dict], better:str='GAM', worse:str='VTM') -> list[str]:
     for stage in dict.fromkeys(s for m, s in at if m == better):
         if (worse, stage) not in at: continue
         a, b = at[(better, stage)], at[(worse, stage)]
-        spread = '' if a[1] == a[1] and b[1] == b[1] else ' (one run each: no spread, only the sign counts)'
+        spread = ' (one run each: no spread, only the sign counts)' if math.isnan(a[1]) or math.isnan(b[1]) else ''
         out.append(f'{stage}, {better} > {worse}: AUC {a[0]:.3f} against {b[0]:.3f}, {verdict(a, b)}{spread}.')
     return out
 
