@@ -14,9 +14,9 @@ from .tables import PAPER, chance_row, fmt, ordering, seeds_said, verdicts
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'study_variants',
-           'load_profile', 'stage_times', 'trained_earlier', 'reading', 'zero_shot_objectives', 'ceiling_reading',
-           'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions', 'machine_said',
-           'study_reading', 'readme', 'where']
+           'load_profile', 'stage_times', 'trained_earlier', 'reading', 'zero_shot_objectives', 'final_losses',
+           'ceiling_reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
+           'machine_said', 'study_reading', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -133,7 +133,7 @@ def zero_shot_objectives(P:Profile) -> list[str]:
             "narrator's spoken words, which a caption does not repeat (`configs/README.md` measures it); the direct "
             "video-text pair ties the text to what is seen."]
 
-def _final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
+def final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
     "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
     logs = [json.loads(l) for l in (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()[-rows:]]
     return {k: sum(l[k] for l in logs) / len(logs) for k in logs[-1] if isinstance(logs[-1][k], (int, float))}
@@ -199,7 +199,7 @@ def diagnosis(P:Profile) -> list[str]:
     out, cfg = [], P.config()
     chance = math.log(cfg.pretrain.batch_size)
     for v in (v for v in ABLATION_PRETRAINED if VARIANTS[v][1]):   # the ablation's variants trained with GAM
-        logs = [_final_losses(P, v, s) for s in P.stage_seeds('pretrain')]
+        logs = [final_losses(P, v, s) for s in P.stage_seeds('pretrain')]
         av, at = [l['gam_audio_video_nce'] for l in logs], [l['gam_audio_text_nce'] for l in logs]
         m_av, m_at = sum(av) / len(av), sum(at) / len(at)
         learned = m_av < chance - 0.05

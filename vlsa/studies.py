@@ -13,8 +13,8 @@ from .experiments import SHARING_LABELS, STUDY_VARIANTS, Profile, load_eval, see
 from .tables import chance_row, our_row, paper_row, save_figure, seeds_said, verdict, write_table
 
 # %% auto #0
-__all__ = ['STUDIES', 'K', 'FIG5_SAID', 'Study', 'study_rows', 'study_stats', 'claim_lines', 'auc_claims', 'parameters_said',
-           'study_frame', 'study_chart', 'write_study']
+__all__ = ['STUDIES', 'K', 'FIG5_SAID', 'PRETRAINING_END', 'Study', 'study_rows', 'study_stats', 'claim_lines', 'auc_claims',
+           'parameters_said', 'pretraining_said', 'study_frame', 'study_chart', 'write_study']
 
 # %% ../nbs/55_studies.ipynb #f4e8b32a
 @dataclass(frozen=True)
@@ -103,6 +103,24 @@ def parameters_said(P:Profile, study:Study) -> str:
     from vlsa.model import VLSA
     counts = {label: parameter_counts(VLSA(P.config(v).model))['network'] for v, label in study.labels.items()}
     return 'Parameters of the network: ' + ', '.join(f'{label} {n / 1e6:.2f}M' for label, n in counts.items()) + '.'
+
+# %% ../nbs/55_studies.ipynb #b3f9e6a0
+PRETRAINING_END = {'lpmm_video': 'LPMM video', 'lpmm_audio': 'LPMM audio', 'lpmm_text': 'LPMM text',
+                   'gam_audio_video_nce': 'GAM A-V InfoNCE', 'gam_audio_text_nce': 'GAM A-T InfoNCE'}
+
+def pretraining_said(P:Profile, study:Study, losses:dict=PRETRAINING_END) -> str:
+    "A markdown table: each variant's pre-training losses at its end (first pre-training seed), for the variants whose pre-training finished."
+    from vlsa.report import final_losses
+    seed = P.stage_seeds('pretrain')[0]
+    ends = {label: final_losses(P, v, seed) for v, label in study.labels.items()
+            if (P.run_dir(v, seed, 'pretrain') / 'eval-test.json').exists()}   # a run still training is left out
+    if not ends: return ''
+    cols = [k for k in losses if any(k in e for e in ends.values())]
+    value = lambda e, k: f'{e[k]:.3f}' if k in e else '–'
+    return '\n'.join([f'Where each pre-training ended (seed {seed}, the mean of its last log lines; lower is better):', '',
+                      '| variant | ' + ' | '.join(losses[k] for k in cols) + ' |', '|---' * (len(cols) + 1) + '|',
+                      *[f'| {label} | ' + ' | '.join(value(e, k) for k in cols) + ' |' for label, e in ends.items()]])
+
 
 # %% ../nbs/55_studies.ipynb #0ba89f22
 def study_frame(P:Profile, study:Study, directions=('T->V', 'T->A'), ks=K) -> pd.DataFrame:
