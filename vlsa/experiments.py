@@ -17,8 +17,8 @@ from .config import Config, config_from_json, get_config, override
 __all__ = ['VARIANTS', 'OBJECTIVE_VARIANTS', 'STUDY_VARIANTS', 'SHARING_LABELS', 'VARIANT_LABELS', 'ABLATION_PRETRAINED',
            'PRETRAINED', 'SMOKE_MODEL', 'SMOKE_STAGE', 'CONTROL', 'variant_changes', 'is_pretrained', 'variant_config',
            'run_name', 'Profile', 'smoke_profile', 'make_profile', 'load_run', 'train_variant', 'load_eval',
-           'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir', 'train_control', 'read_log',
-           'log_at', 'control_table', 'search_check']
+           'final_losses', 'split_size', 'seed_stats', 'embedding_spread', 'ensure_runs', 'control_dir',
+           'train_control', 'read_log', 'log_at', 'control_table', 'search_check']
 
 # %% ../nbs/50_experiments.ipynb #3f98efb3
 VARIANTS = {'neither': (False, False), 'lpmm': (True, False), 'gam': (False, True), 'both': (True, True)}  # (LPMM, GAM)
@@ -206,6 +206,11 @@ def load_eval(P:Profile, variant:str, seed:int, stage:str) -> pd.DataFrame:
     f = P.run_dir(variant, seed, stage) / 'eval-test.json'
     if not f.exists(): raise FileNotFoundError(f'{f} is missing: run `make reproduce` (or the {stage} notebook) first')
     return pd.DataFrame(json.loads(f.read_text())['retrieval']).T
+
+def final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
+    "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
+    logs = [json.loads(l) for l in (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()[-rows:]]
+    return {k: sum(l[k] for l in logs) / len(logs) for k in logs[-1] if isinstance(logs[-1][k], (int, float))}
 
 def split_size(P:Profile, split:str='test') -> int:
     "Clips in a split of the profile's data: chance R@K of a ranking over them is 100 K / size."

@@ -9,14 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 from .cost import machine
-from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, STUDY_VARIANTS, VARIANT_LABELS, VARIANTS, Profile, load_eval, make_profile, seed_stats, split_size
+from .experiments import ABLATION_PRETRAINED, OBJECTIVE_VARIANTS, PRETRAINED, STUDY_VARIANTS, VARIANT_LABELS, VARIANTS, Profile, final_losses, load_eval, make_profile, seed_stats, split_size
 from .tables import PAPER, chance_row, fmt, ordering, seeds_said, verdicts
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_NOTEBOOKS', 'STUDY_NOTEBOOKS', 'MACHINE_TABLES', 'PROBED', 'make_vars', 'study_variants',
-           'load_profile', 'stage_times', 'trained_earlier', 'reading', 'zero_shot_objectives', 'final_losses',
-           'ceiling_reading', 'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions',
-           'machine_said', 'study_reading', 'readme', 'where']
+           'load_profile', 'stage_times', 'trained_earlier', 'reading', 'zero_shot_objectives', 'ceiling_reading',
+           'control_and_search', 'probe_reading', 'diagnosis', 'summary_table', 'run_precisions', 'machine_said',
+           'study_reading', 'readme', 'where']
 
 # %% ../nbs/52_report.ipynb #e692a3f8
 TABLES = {   # every table of a reproduction, and what it shows
@@ -132,11 +132,6 @@ def zero_shot_objectives(P:Profile) -> list[str]:
             + ". With GAM alone, text and video meet only through the audio, and pre-training's audio-text pair learns the "
             "narrator's spoken words, which a caption does not repeat (`configs/README.md` measures it); the direct "
             "video-text pair ties the text to what is seen."]
-
-def final_losses(P:Profile, variant:str, seed:int, rows:int=4) -> dict:
-    "Each logged value of a pre-training, averaged over its last `rows` log lines: one batch's loss is too noisy to end on."
-    logs = [json.loads(l) for l in (P.run_dir(variant, seed, 'pretrain') / 'log.jsonl').read_text().splitlines()[-rows:]]
-    return {k: sum(l[k] for l in logs) / len(logs) for k in logs[-1] if isinstance(logs[-1][k], (int, float))}
 
 def ceiling_reading(P:Profile) -> list[str]:
     "How near the full model comes to what the data allows: the ceiling rows of Tables 2 and 3 (where they were written)."

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .experiments import SHARING_LABELS, STUDY_VARIANTS, Profile, load_eval, seed_stats, split_size
+from .experiments import SHARING_LABELS, STUDY_VARIANTS, Profile, final_losses, load_eval, seed_stats, split_size
 from .tables import chance_row, our_row, paper_row, save_figure, seeds_said, verdict, write_table
 
 # %% auto #0
@@ -110,7 +110,6 @@ PRETRAINING_END = {'lpmm_video': 'LPMM video', 'lpmm_audio': 'LPMM audio', 'lpmm
 
 def pretraining_said(P:Profile, study:Study, losses:dict=PRETRAINING_END) -> str:
     "A markdown table: each variant's pre-training losses at its end (first pre-training seed), for the variants whose pre-training finished."
-    from vlsa.report import final_losses
     seed = P.stage_seeds('pretrain')[0]
     ends = {label: final_losses(P, v, seed) for v, label in study.labels.items()
             if (P.run_dir(v, seed, 'pretrain') / 'eval-test.json').exists()}   # a run still training is left out
