@@ -109,7 +109,7 @@ PRETRAINING_END = {'lpmm_video': 'LPMM video', 'lpmm_audio': 'LPMM audio', 'lpmm
                    'gam_audio_video_nce': 'GAM A-V InfoNCE', 'gam_audio_text_nce': 'GAM A-T InfoNCE'}
 
 def pretraining_said(P:Profile, study:Study, losses:dict=PRETRAINING_END) -> str:
-    "A markdown table: each variant's pre-training losses at its end (first pre-training seed), for the variants whose pre-training finished."
+    "A markdown table: the losses each finished pre-training ended at (the first pre-training seed), a row per variant."
     seed = P.stage_seeds('pretrain')[0]
     ends = {label: final_losses(P, v, seed) for v, label in study.labels.items()
             if (P.run_dir(v, seed, 'pretrain') / 'eval-test.json').exists()}   # a run still training is left out
@@ -119,7 +119,6 @@ def pretraining_said(P:Profile, study:Study, losses:dict=PRETRAINING_END) -> str
     return '\n'.join([f'Where each pre-training ended (seed {seed}, the mean of its last log lines; lower is better):', '',
                       '| variant | ' + ' | '.join(losses[k] for k in cols) + ' |', '|---' * (len(cols) + 1) + '|',
                       *[f'| {label} | ' + ' | '.join(value(e, k) for k in cols) + ' |' for label, e in ends.items()]])
-
 
 # %% ../nbs/55_studies.ipynb #0ba89f22
 def study_frame(P:Profile, study:Study, directions=('T->V', 'T->A'), ks=K) -> pd.DataFrame:
