@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .experiments import SHARING_LABELS, STUDY_VARIANTS, Profile, final_losses, load_eval, seed_stats, split_size
-from .tables import chance_row, our_row, paper_row, save_figure, seeds_said, verdict, write_table
+from .tables import chance_row, fmt, markdown_table, our_row, paper_row, save_figure, seeds_said, verdict, write_table
 
 # %% auto #0
 __all__ = ['STUDIES', 'K', 'FIG5_SAID', 'PRETRAINING_END', 'Study', 'study_rows', 'study_stats', 'claim_lines', 'auc_claims',
@@ -114,11 +114,10 @@ def pretraining_said(P:Profile, study:Study, losses:dict=PRETRAINING_END) -> str
     ends = {label: final_losses(P, v, seed) for v, label in study.labels.items()
             if (P.run_dir(v, seed, 'pretrain') / 'eval-test.json').exists()}   # a run still training is left out
     if not ends: return ''
-    cols = [k for k in losses if any(k in e for e in ends.values())]
-    value = lambda e, k: f'{e[k]:.3f}' if k in e else '–'
-    return '\n'.join([f'Where each pre-training ended (seed {seed}, the mean of its last log lines; lower is better):', '',
-                      '| variant | ' + ' | '.join(losses[k] for k in cols) + ' |', '|---' * (len(cols) + 1) + '|',
-                      *[f'| {label} | ' + ' | '.join(value(e, k) for k in cols) + ' |' for label, e in ends.items()]])
+    cols = [k for k in losses if any(k in e for e in ends.values())]   # a loss no variant logged gets no column
+    rows = [{'variant': label, **{losses[k]: fmt(e.get(k, math.nan), digits=3) for k in cols}} for label, e in ends.items()]
+    return (f'Where each pre-training ended (seed {seed}, the mean of its last log lines; lower is better):\n\n'
+            + markdown_table(rows, ['variant', *(losses[k] for k in cols)], []))
 
 # %% ../nbs/55_studies.ipynb #0ba89f22
 def study_frame(P:Profile, study:Study, directions=('T->V', 'T->A'), ks=K) -> pd.DataFrame:
