@@ -136,6 +136,8 @@ def study_chart(frame:pd.DataFrame, title:str, path=None):
         sns.barplot(frame[frame.direction == d], x='variant', y='value', hue='metric', errorbar='sd', ax=ax, palette='crest')
         ax.set(title=f'{d}, fine-tuned', xlabel='', ylabel='recall (%)')
         if ax is not axes[0, -1]: ax.get_legend().remove()
+    # outside the last panel: inside, it hid the tallest bars
+    sns.move_legend(axes[0, -1], 'upper left', bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(title); fig.tight_layout()
     return save_figure(fig, path, 100)
 
